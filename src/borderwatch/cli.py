@@ -1,0 +1,153 @@
+"""The ``borderwatch`` command line.
+
+Each sub-command imports its implementation lazily, so ``borderwatch --help`` stays fast and a
+command never pays for libraries it does not use. Formats written by the commands are contracts
+(see ``docs/cli.md``): other tools are measured through them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from borderwatch import __version__
+from borderwatch.errors import BorderwatchError
+
+log = logging.getLogger("borderwatch")
+
+DEFAULT_DEMO_SCENARIO = Path("config/scenarios/green-night-patrol.yaml")
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from borderwatch.simulator.run import simulate_to_dir
+
+    summary = simulate_to_dir(args.scenario, args.out, seed=args.seed)
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def _cmd_track(args: argparse.Namespace) -> int:
+    from borderwatch.fusion.config import TrackerConfig
+    from borderwatch.trackfile import track_files
+
+    config = TrackerConfig.from_yaml(args.config) if args.config else TrackerConfig()
+    summary = track_files(
+        detections=args.detections,
+        tracks_out=args.out,
+        border=args.border,
+        alerts_out=args.alerts,
+        config=config,
+    )
+    log.info("track: %s", json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from borderwatch.simulator.scoring import score_files
+
+    result = score_files(
+        truth=args.truth,
+        tracks=args.tracks,
+        alerts=args.alerts,
+        border=args.border,
+        c=args.c,
+        p=args.p,
+    )
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from borderwatch.bench import run_bench
+
+    result = run_bench(targets=args.targets, scans=args.scans, seed=args.seed)
+    print(json.dumps(result, indent=2) if args.json else result["text"])
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from borderwatch.demo import run_demo
+
+    return run_demo(args.scenario, args.out, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="borderwatch",
+        description="Multi-sensor fusion and border-crossing detection for border surveillance.",
+    )
+    parser.add_argument("--version", action="version", version=f"borderwatch {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("simulate", help="run a scenario: write truth, detections and border")
+    p.add_argument("scenario", type=Path, help="scenario YAML file")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("track", help="track detections from a CSV file")
+    p.add_argument("--detections", type=Path, required=True, help="detections.csv (t,x,y,sigma)")
+    p.add_argument("--out", type=Path, required=True, help="tracks.csv to write")
+    p.add_argument("--border", type=Path, default=None, help="border GeoJSON (LineString)")
+    p.add_argument("--alerts", type=Path, default=None, help="alerts.csv to write")
+    p.add_argument("--config", type=Path, default=None, help="tracker settings YAML")
+    p.set_defaults(func=_cmd_track)
+
+    p = sub.add_parser("score", help="score tracks and alerts against truth; prints JSON")
+    p.add_argument("--truth", type=Path, required=True, help="truth.csv")
+    p.add_argument("--tracks", type=Path, required=True, help="tracks.csv")
+    p.add_argument("--alerts", type=Path, default=None, help="alerts.csv")
+    p.add_argument(
+        "--border",
+        type=Path,
+        default=None,
+        help="border GeoJSON for truth crossings (default: border.geojson beside truth.csv)",
+    )
+    p.add_argument("--c", type=float, default=50.0, help="GOSPA cut-off distance c, metres")
+    p.add_argument("--p", type=float, default=2.0, help="GOSPA order p")
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("bench", help="measure tracker throughput and per-scan latency")
+    p.add_argument(
+        "--targets",
+        type=int,
+        nargs="+",
+        default=[10, 100, 1000],
+        help="simultaneous target counts to measure",
+    )
+    p.add_argument("--scans", type=int, default=120, help="scans (1 Hz) per run")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("demo", help="simulate, track and score a scenario end to end")
+    p.add_argument("--scenario", type=Path, default=DEFAULT_DEMO_SCENARIO)
+    p.add_argument("--out", type=Path, default=Path("build/demo"))
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except BorderwatchError as exc:
+        print(f"borderwatch {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Typed settings (pydantic) for trackers, scenarios, nodes and the centre."""
