@@ -151,7 +151,9 @@ class Border:
         side = np.where(np.einsum("ni,ni->n", off, normal) >= 0.0, 1.0, -1.0)
         on_line = dist < 1e-9
         safe = np.where(on_line, 1.0, dist)
-        grad = np.where(on_line[:, None], self.left_normal[seg], side[:, None] * off / safe[:, None])
+        grad = np.where(
+            on_line[:, None], self.left_normal[seg], side[:, None] * off / safe[:, None]
+        )
         return BorderProximity(seg, side * dist, grad)
 
     def side(self, xy: FloatArray) -> IntArray:

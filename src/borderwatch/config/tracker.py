@@ -1,0 +1,150 @@
+"""Tracker settings: motion modes, gating, track management and border alerts.
+
+Defaults are tuned for the mix border police watch (walkers at 1-2 m/s, boats up to ~10 m/s,
+vehicles on tracks) with sensors of a few metres' noise at about 1 Hz; ``docs/fusion.md``
+explains each choice and how the figures in the README were measured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class MotionMode(BaseModel):
+    """One IMM mode: a (coordinated-turn or constant-velocity) white-noise-acceleration model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Label of the mode, for logs and mode probabilities.")
+    q_m2ps3: float = Field(
+        gt=0,
+        description="Spectral density of the white acceleration noise per axis, m²/s³.",
+    )
+    turn_rate_dps: float = Field(
+        default=0.0,
+        description="Fixed turn rate, degrees/s, counter-clockwise positive; 0 is constant "
+        "velocity.",
+    )
+    sojourn_s: float = Field(
+        gt=0, description="Mean time the target stays in this mode before switching, s."
+    )
+
+
+def _default_modes() -> list[MotionMode]:
+    return [
+        MotionMode(name="steady", q_m2ps3=0.02, sojourn_s=20.0),
+        MotionMode(name="manoeuvre", q_m2ps3=1.5, sojourn_s=5.0),
+    ]
+
+
+class CrossingSettings(BaseModel):
+    """When a track's position distribution makes a border crossing an alert."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    p_establish: float = Field(
+        default=0.9,
+        gt=0.5,
+        lt=1,
+        description="P(side) a track must reach before it is considered to be on that side.",
+    )
+    p_new: float = Field(
+        default=0.7,
+        gt=0.5,
+        lt=1,
+        description="P(far side) at which a crossing alert is raised (event new).",
+    )
+    p_confirm: float = Field(
+        default=0.97,
+        gt=0.5,
+        lt=1,
+        description="P(far side) at which the crossing is confirmed (event update).",
+    )
+    min_normal_speed_mps: float = Field(
+        default=0.2,
+        ge=0,
+        description="Speed across the border, towards the far side, a track needs for a "
+        "crossing or approach alert (suppresses chatter from tracks walking along the line).",
+    )
+    approach_horizon_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Raise an 'about to cross' alert when the predicted time to cross is "
+        "below this, s (0 disables approach alerts).",
+    )
+    approach_max_distance_m: float = Field(
+        default=300.0, gt=0, description="Only tracks closer than this to the border, m."
+    )
+    hold_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A confirmed crossing alert ends after the track has stayed this long on "
+        "the far side, s.",
+    )
+    update_interval_s: float = Field(
+        default=10.0, gt=0, description="Minimum time between update events of one alert, s."
+    )
+
+
+class TrackerConfig(BaseModel):
+    """Settings of :class:`borderwatch.fusion.tracker.Tracker`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    modes: list[MotionMode] = Field(
+        default_factory=_default_modes,
+        min_length=1,
+        description="IMM motion modes; one mode gives a plain (E)KF.",
+    )
+    initial_speed_sigma_mps: float = Field(
+        default=8.0, gt=0, description="1-σ speed uncertainty of a new track, per axis, m/s."
+    )
+    gate_probability: float = Field(
+        default=0.999,
+        gt=0.5,
+        lt=1,
+        description="Probability mass of the Mahalanobis (chi-square) validation gate.",
+    )
+    max_gate_m: float = Field(
+        default=250.0, gt=0, description="Upper bound on a track's gate radius, m."
+    )
+    confirm_hits: int = Field(default=3, ge=1, description="M of M-of-N confirmation.")
+    confirm_window: int = Field(
+        default=4, ge=1, description="N of M-of-N: opportunities a tentative track has."
+    )
+    delete_misses: int = Field(
+        default=5,
+        ge=1,
+        description="Consecutive misses (scans of the track's last sensor without a detection) "
+        "after which a confirmed track is deleted.",
+    )
+    coast_s: float = Field(
+        default=10.0, gt=0, description="Delete a track not updated for this long, s."
+    )
+    max_position_sigma_m: float = Field(
+        default=80.0, gt=0, description="Delete a track whose position 1-σ grows beyond this, m."
+    )
+    reorder_lag_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Hold detections this long so late ones are processed in time order, s. "
+        "Detections older than already processed time are rejected and counted as 'late'.",
+    )
+    crossing: CrossingSettings = Field(
+        default_factory=CrossingSettings, description="Border crossing and approach alerts."
+    )
+
+    @model_validator(mode="after")
+    def _check_confirmation(self) -> TrackerConfig:
+        if self.confirm_hits > self.confirm_window:
+            raise ValueError("confirm_hits must not exceed confirm_window")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrackerConfig:
+        """Load and validate settings from YAML; errors name the file and line."""
+        from borderwatch.config.yamlload import load_yaml_model
+
+        return load_yaml_model(path, cls)

@@ -1,0 +1,408 @@
+"""The multi-target tracker: detections in, tracks and border alerts out.
+
+``Tracker.step(detections, time)`` is the whole interface. It is synchronous, does no I/O and
+reads no clock: ``time`` is the caller's notion of "now" on the detections' own time axis, used
+only to release detections from the reorder window.
+
+Processing of one sensor scan (all detections with the same time and sensor):
+
+1. IMM mixing and prediction of every track to the scan time (:mod:`.imm`);
+2. KD-tree pre-gating, Mahalanobis gating and GNN assignment per cluster (:mod:`.association`);
+3. batched mode-matched EKF updates of the assigned tracks;
+4. border decisions on the updated tracks (:mod:`.crossings`);
+5. track management: M-of-N confirmation, deletion after misses, coasting time or covariance
+   growth, and initiation of tentative tracks from unused detections.
+
+Scans from several sensors at the same time are processed one after the other (sequential
+fusion), so two sensors seeing one target update one track rather than creating two.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import chi2
+
+from borderwatch.config.tracker import TrackerConfig
+from borderwatch.fusion import imm
+from borderwatch.fusion.association import Pairs, candidate_pairs, gnn_assign
+from borderwatch.fusion.borders import Border
+from borderwatch.fusion.crossings import AlertIds, BorderMonitor
+from borderwatch.fusion.detections import DetectionBatch, FloatArray, MeasurementKind
+from borderwatch.fusion.models import (
+    measurement_dof,
+    mode_transition,
+    padded_noise,
+    to_cartesian,
+    transition_matrices,
+)
+from borderwatch.fusion.outputs import BorderAlert, TrackTable
+from borderwatch.fusion.tracks import CONFIRMED, TENTATIVE, TrackStore
+
+
+@dataclass(slots=True)
+class TrackerStats:
+    """Counters of what the tracker did; the edge reports them in the node's health."""
+
+    detections_received: int = 0
+    detections_processed: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    scans: int = 0
+    tracks_created: int = 0
+    tracks_confirmed: int = 0
+    tracks_deleted: int = 0
+    alerts: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "detections_received": self.detections_received,
+            "detections_processed": self.detections_processed,
+            "rejected": dict(sorted(self.rejected.items())),
+            "scans": self.scans,
+            "tracks_created": self.tracks_created,
+            "tracks_confirmed": self.tracks_confirmed,
+            "tracks_deleted": self.tracks_deleted,
+            "alerts": self.alerts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """Output of :meth:`Tracker.step`.
+
+    Attributes:
+        tracks: confirmed tracks at ``tracks.t``, the time of the last processed scan (or the
+            previous table when nothing was released).
+        alerts: border alert events raised by the scans processed in this step, in time order.
+        scan_times: times of the scans processed in this step.
+    """
+
+    tracks: TrackTable
+    alerts: list[BorderAlert]
+    scan_times: list[float]
+
+
+class Tracker:
+    """IMM/GNN multi-target tracker with border crossing alerts. See the module docstring."""
+
+    def __init__(self, config: TrackerConfig | None = None, border: Border | None = None):
+        self.config = config or TrackerConfig()
+        self.modes = list(self.config.modes)
+        self.border = border
+        self.stats = TrackerStats()
+        self.store = TrackStore.empty(len(self.modes))
+        self.time: float | None = None
+        self._next_id = 1
+        self._alert_ids = AlertIds()
+        self._monitor = (
+            BorderMonitor(border, self.config.crossing, self._alert_ids) if border else None
+        )
+        self._pending = DetectionBatch.empty()
+        self._mu0 = _stationary(mode_transition(self.modes, 1.0))
+        self._gate = np.array(
+            [
+                0.0,
+                chi2.ppf(self.config.gate_probability, 1),
+                chi2.ppf(self.config.gate_probability, 2),
+            ]
+        )
+        self._table = TrackTable.empty(0.0, len(self.modes))
+
+    # ----------------------------------------------------------------------------- public API
+    def step(self, detections: DetectionBatch, time: float) -> StepResult:
+        """Take new detections and process every scan that the reorder window releases.
+
+        Detections with ``t <= time - reorder_lag_s`` are processed in time order (ties by
+        sensor, then arrival); later ones wait for a later step. Invalid detections, and
+        detections older than the already processed time, are rejected and counted in
+        :attr:`stats` (``rejected``), never raised: one bad reading must not stop the tracker.
+        """
+        self.stats.detections_received += len(detections)
+        accepted = self._validate(detections)
+        self._pending = DetectionBatch.concat([self._pending, accepted])
+        ready = self._pending.t <= time - self.config.reorder_lag_s
+        released = self._pending.take(ready)
+        self._pending = self._pending.take(~ready)
+        alerts: list[BorderAlert] = []
+        times: list[float] = []
+        for t, scan in _scans(released):
+            alerts.extend(self._process_scan(t, scan))
+            times.append(t)
+        if times:
+            self._table = self._build_table()
+        self.stats.alerts += len(alerts)
+        return StepResult(self._table, alerts, times)
+
+    def flush(self) -> StepResult:
+        """Process everything still held in the reorder window (end of a recording)."""
+        if len(self._pending) == 0:
+            return StepResult(self._table, [], [])
+        return self.step(
+            DetectionBatch.empty(), float(self._pending.t.max()) + self.config.reorder_lag_s
+        )
+
+    @property
+    def pending(self) -> int:
+        """Detections waiting in the reorder window."""
+        return len(self._pending)
+
+    # ----------------------------------------------------------------------------- validation
+    def _validate(self, d: DetectionBatch) -> DetectionBatch:
+        if len(d) == 0:
+            return d
+        reasons = np.full(len(d), "", dtype=object)
+        bo = d.kind == MeasurementKind.BEARING_ONLY
+        z_ok = np.isfinite(d.z[:, 0]) & (np.isfinite(d.z[:, 1]) | bo)
+        R = d.R
+        r_ok = np.isfinite(R[:, 0, 0]) & (R[:, 0, 0] > 0)
+        r2 = np.isfinite(R[:, 1, 1]) & (R[:, 1, 1] > 0) & np.isfinite(R[:, 0, 1])
+        det = R[:, 0, 0] * R[:, 1, 1] - R[:, 0, 1] * R[:, 1, 0]
+        sym = np.abs(R[:, 0, 1] - R[:, 1, 0]) <= 1e-9 * np.maximum(1.0, np.abs(R[:, 0, 1]))
+        r_ok &= bo | (r2 & (det > 0) & sym)
+        known = np.isin(d.kind, [k.value for k in MeasurementKind])
+        polar = d.kind != MeasurementKind.POSITION
+        sensor_ok = ~polar | np.all(np.isfinite(d.sensor_xy), axis=1)
+        range_ok = (d.kind != MeasurementKind.RANGE_BEARING) | (d.z[:, 0] > 0)
+        # Checks in order of precedence: the first failing one names the reason.
+        for ok, reason in (
+            (known, "unknown_model"),
+            (np.isfinite(d.t), "bad_time"),
+            (z_ok, "non_finite"),
+            (r_ok, "bad_covariance"),
+            (sensor_ok, "bad_sensor_position"),
+            (range_ok, "out_of_range"),
+        ):
+            reasons[(reasons == "") & ~ok] = reason
+        if self.time is not None:
+            reasons[(reasons == "") & (d.t < self.time)] = "late"
+        bad = reasons != ""
+        if np.any(bad):
+            self.stats.rejected.update(reasons[bad].tolist())
+        return d.take(~bad) if np.any(bad) else d
+
+    # ----------------------------------------------------------------------------- one scan
+    def _process_scan(self, t: float, scan: DetectionBatch) -> list[BorderAlert]:
+        self.stats.scans += 1
+        self.stats.detections_processed += len(scan)
+        self._predict_to(t)
+        store = self.store
+        xc, Pc = imm.combine(store.x, store.P, store.mu)
+        det_xy, det_cov = to_cartesian(scan.z, scan.R, scan.kind, scan.sensor_xy)
+        R_pad = padded_noise(scan.R, scan.kind)
+        gated = self._gate_pairs(xc, Pc, scan, det_xy, det_cov, R_pad)
+        miss_cost = np.full(len(store), self._gate[2])
+        if len(gated):
+            np.maximum.at(miss_cost, gated.track, self._gate[2] + gated.logdet)
+        assigned = gnn_assign(gated, len(store), len(scan), miss_cost)
+        self._update(assigned, scan, R_pad, t)
+        free = _initiation_candidates(scan, gated, assigned, len(store))
+        alerts: list[BorderAlert] = []
+        if self._monitor is not None and len(store):
+            xc, Pc = imm.combine(store.x, store.P, store.mu)
+            step_alerts, _prox, _p_left = self._monitor.step(store, xc, Pc, t)
+            alerts.extend(step_alerts)
+        alerts.extend(self._delete(t))
+        self._initiate(t, scan, det_xy, det_cov, free)
+        return alerts
+
+    def _predict_to(self, t: float) -> None:
+        if self.time is None:
+            self.time = t
+            return
+        dt = t - self.time
+        self.time = t
+        if dt <= 0 or len(self.store) == 0:
+            return
+        F, Q = transition_matrices(self.modes, dt)
+        Pi = mode_transition(self.modes, dt)
+        s = self.store
+        s.x, s.P, s.mu = imm.predict(s.x, s.P, s.mu, F, Q, Pi)
+
+    def _gate_pairs(
+        self,
+        xc: FloatArray,
+        Pc: FloatArray,
+        scan: DetectionBatch,
+        det_xy: FloatArray,
+        det_cov: FloatArray,
+        R_pad: FloatArray,
+    ) -> Pairs:
+        n = len(self.store)
+        if n == 0 or len(scan) == 0:
+            z = np.zeros(0, dtype=np.int64)
+            return Pairs(z, z, np.zeros(0), np.zeros(0))
+        has_xy = scan.kind != MeasurementKind.BEARING_ONLY
+        det_var = float(np.max(imm.max_eig2(det_cov[has_xy]))) if np.any(has_xy) else 0.0
+        trk_var = imm.max_eig2(Pc[:, :2, :2])
+        radius = np.minimum(np.sqrt(self._gate[2] * (trk_var + det_var)), self.config.max_gate_m)
+        trk, det = candidate_pairs(xc[:, :2], radius, det_xy, has_xy)
+        d2, logdet = imm.gate_statistics(
+            xc[trk], Pc[trk], scan.z[det], R_pad[det], scan.kind[det], scan.sensor_xy[det]
+        )
+        inside = d2 <= self._gate[measurement_dof(scan.kind[det])]
+        return Pairs(trk, det, d2, logdet).select(inside)
+
+    def _update(self, assigned: Pairs, scan: DetectionBatch, R_pad: FloatArray, t: float) -> None:
+        s = self.store
+        if len(s) == 0:
+            return
+        a_trk, a_det = assigned.track, assigned.det
+        if a_trk.size:
+            s.x[a_trk], s.P[a_trk], s.mu[a_trk] = imm.update(
+                s.x[a_trk],
+                s.P[a_trk],
+                s.mu[a_trk],
+                scan.z[a_det],
+                R_pad[a_det],
+                scan.kind[a_det],
+                scan.sensor_xy[a_det],
+            )
+        hit = np.zeros(len(s), dtype=bool)
+        hit[a_trk] = True
+        sensor = int(scan.sensor[0])
+        # A miss counts only against the sensor that last saw the track: another sensor whose
+        # field of view does not cover it says nothing about it.
+        missed = ~hit & (s.last_sensor == sensor)
+        s.misses[missed] += 1
+        s.chances[missed & (s.status == TENTATIVE)] += 1
+        s.misses[a_trk] = 0
+        s.hits[a_trk] += 1
+        s.chances[a_trk] += 1
+        s.last_sensor[a_trk] = scan.sensor[a_det]
+        s.last_t[a_trk] = t
+        s.sensor_mask[a_trk] |= np.left_shift(1, np.minimum(scan.sensor[a_det], 62))
+        np.add.at(s.cls_evidence, (a_trk, scan.cls[a_det]), scan.cls_conf[a_det])
+        promote = (s.status == TENTATIVE) & (s.hits >= self.config.confirm_hits)
+        s.status[promote] = CONFIRMED
+        self.stats.tracks_confirmed += int(promote.sum())
+
+    def _delete(self, t: float) -> list[BorderAlert]:
+        s, c = self.store, self.config
+        if len(s) == 0:
+            return []
+        xc, Pc = imm.combine(s.x, s.P, s.mu)
+        sigma2 = imm.max_eig2(Pc[:, :2, :2])
+        tentative = s.status == TENTATIVE
+        doomed = (
+            (tentative & (s.chances >= c.confirm_window) & (s.hits < c.confirm_hits))
+            | (~tentative & (s.misses >= c.delete_misses))
+            | (t - s.last_t > c.coast_s)
+            | (sigma2 > c.max_position_sigma_m**2)
+        )
+        if not np.any(doomed):
+            return []
+        alerts: list[BorderAlert] = []
+        if self._monitor is not None:
+            alerts = self._monitor.end_lost(s, np.flatnonzero(doomed), xc, Pc, t)
+        self.stats.tracks_deleted += int(doomed.sum())
+        self.store = s.select(~doomed)
+        return alerts
+
+    def _initiate(
+        self,
+        t: float,
+        scan: DetectionBatch,
+        det_xy: FloatArray,
+        det_cov: FloatArray,
+        free: np.ndarray,
+    ) -> None:
+        idx = np.flatnonzero(free)
+        if idx.size == 0:
+            return
+        k, m = idx.size, len(self.modes)
+        x = np.zeros((k, m, 4))
+        x[:, :, :2] = det_xy[idx, None, :]
+        P = np.zeros((k, m, 4, 4))
+        P[:, :, :2, :2] = det_cov[idx, None]
+        var_v = self.config.initial_speed_sigma_mps**2
+        P[:, :, 2, 2] = var_v
+        P[:, :, 3, 3] = var_v
+        ids = np.arange(self._next_id, self._next_id + k, dtype=np.int64)
+        self._next_id += k
+        born = TrackStore.new(
+            ids,
+            x,
+            P,
+            np.tile(self._mu0, (k, 1)),
+            t,
+            scan.sensor[idx],
+            scan.cls[idx],
+            scan.cls_conf[idx],
+        )
+        self.store = self.store.append(born)
+        self.stats.tracks_created += k
+
+    # ----------------------------------------------------------------------------- output
+    def _build_table(self) -> TrackTable:
+        s = self.store
+        t = float(self.time if self.time is not None else 0.0)
+        sel = np.flatnonzero(s.status == CONFIRMED)
+        if sel.size == 0:
+            return TrackTable.empty(t, len(self.modes))
+        xc, Pc = imm.combine(s.x[sel], s.P[sel], s.mu[sel])
+        evidence = s.cls_evidence[sel]
+        total = evidence.sum(axis=1)
+        cls_conf = np.where(total > 0, evidence.max(axis=1) / np.maximum(total, 1e-12), 0.0)
+        if self.border is not None:
+            prox = self.border.proximity(xc[:, :2])
+            segment, distance = prox.segment, prox.signed_distance_m
+            side = np.where(s.side[sel] != 0, s.side[sel], np.where(distance >= 0, 1, -1))
+        else:
+            segment = np.full(sel.size, -1, dtype=np.int64)
+            distance = np.full(sel.size, np.nan)
+            side = np.zeros(sel.size, dtype=np.int64)
+        return TrackTable(
+            t=t,
+            track_id=s.track_id[sel],
+            x=xc,
+            P=Pc,
+            mode_prob=s.mu[sel],
+            cls=np.argmax(evidence, axis=1).astype(np.int64),
+            cls_conf=cls_conf,
+            hits=s.hits[sel],
+            first_t=s.first_t[sel],
+            last_update_t=s.last_t[sel],
+            sensor_mask=s.sensor_mask[sel],
+            side=side.astype(np.int64),
+            border_segment=segment,
+            border_distance_m=distance,
+        )
+
+
+def _initiation_candidates(
+    scan: DetectionBatch, gated: Pairs, assigned: Pairs, n_tracks: int
+) -> np.ndarray:
+    """Detections that may start a track: unassigned, with a position, not next to a hit.
+
+    A detection inside the gate of a track updated by this very scan is most likely the same
+    object seen twice (an overlapping sensor, a split blob): it must not start a twin track.
+    """
+    free = scan.kind != MeasurementKind.BEARING_ONLY
+    free[assigned.det] = False
+    if len(gated):
+        updated = np.zeros(n_tracks, dtype=bool)
+        updated[assigned.track] = True
+        free[gated.det[updated[gated.track]]] = False
+    return free
+
+
+def _stationary(Pi: FloatArray) -> FloatArray:
+    """Stationary distribution of a mode transition matrix (initial mode probabilities)."""
+    values, vectors = np.linalg.eig(Pi.T)
+    v = np.real(vectors[:, np.argmin(np.abs(values - 1.0))])
+    v = np.abs(v)
+    return np.asarray(v / v.sum(), dtype=np.float64)
+
+
+def _scans(batch: DetectionBatch) -> list[tuple[float, DetectionBatch]]:
+    """Split detections into scans (same time and sensor), in time, then sensor, order."""
+    if len(batch) == 0:
+        return []
+    order = np.lexsort((np.arange(len(batch)), batch.sensor, batch.t))
+    b = batch.take(order)
+    change = np.flatnonzero((np.diff(b.t) != 0) | (np.diff(b.sensor) != 0)) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [len(b)]])
+    return [(float(b.t[s]), b.take(np.arange(s, e))) for s, e in zip(starts, ends, strict=True)]
