@@ -31,7 +31,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_track(args: argparse.Namespace) -> int:
-    from borderwatch.fusion.config import TrackerConfig
+    from borderwatch.config.tracker import TrackerConfig
     from borderwatch.trackfile import track_files
 
     config = TrackerConfig.from_yaml(args.config) if args.config else TrackerConfig()
@@ -41,6 +41,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
         border=args.border,
         alerts_out=args.alerts,
         config=config,
+        approach_out=args.approach_alerts,
     )
     log.info("track: %s", json.dumps(summary, sort_keys=True))
     return 0
@@ -96,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--border", type=Path, default=None, help="border GeoJSON (LineString)")
     p.add_argument("--alerts", type=Path, default=None, help="alerts.csv to write")
     p.add_argument("--config", type=Path, default=None, help="tracker settings YAML")
+    p.add_argument(
+        "--approach-alerts",
+        type=Path,
+        default=None,
+        help="also write 'about to cross' alerts (with time_to_cross_s) to this CSV",
+    )
     p.set_defaults(func=_cmd_track)
 
     p = sub.add_parser("score", help="score tracks and alerts against truth; prints JSON")

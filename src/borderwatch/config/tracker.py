@@ -34,8 +34,8 @@ class MotionMode(BaseModel):
 
 def _default_modes() -> list[MotionMode]:
     return [
-        MotionMode(name="steady", q_m2ps3=0.02, sojourn_s=20.0),
-        MotionMode(name="manoeuvre", q_m2ps3=1.5, sojourn_s=5.0),
+        MotionMode(name="steady", q_m2ps3=0.01, sojourn_s=60.0),
+        MotionMode(name="manoeuvre", q_m2ps3=1.0, sojourn_s=5.0),
     ]
 
 
@@ -51,7 +51,7 @@ class CrossingSettings(BaseModel):
         description="P(side) a track must reach before it is considered to be on that side.",
     )
     p_new: float = Field(
-        default=0.7,
+        default=0.6,
         gt=0.5,
         lt=1,
         description="P(far side) at which a crossing alert is raised (event new).",
@@ -68,11 +68,24 @@ class CrossingSettings(BaseModel):
         description="Speed across the border, towards the far side, a track needs for a "
         "crossing or approach alert (suppresses chatter from tracks walking along the line).",
     )
+    normal_speed_sigmas: float = Field(
+        default=1.5,
+        ge=0,
+        description="The speed towards the far side must also exceed this many standard "
+        "deviations of its estimate: a track whose motion across the line is not significant "
+        "raises no crossing.",
+    )
     approach_horizon_s: float = Field(
         default=60.0,
         ge=0,
         description="Raise an 'about to cross' alert when the predicted time to cross is "
         "below this, s (0 disables approach alerts).",
+    )
+    approach_min_age_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="A track must be this old before it can raise an approach alert, s: a "
+        "young track's velocity is too uncertain to predict a crossing time.",
     )
     approach_max_distance_m: float = Field(
         default=300.0, gt=0, description="Only tracks closer than this to the border, m."

@@ -101,7 +101,7 @@ class BorderMonitor:
         side = int(store.side[i])
         if store.cross_alert[i] == 0 and side != 0:
             p_far = c.p_side(-side)
-            if p_far >= s.p_new and c.v_far(side) >= s.min_normal_speed_mps:
+            if p_far >= s.p_new and self._moving_across(c, side):
                 if store.approach_alert[i]:
                     out.append(self._event(c, AlertKind.APPROACH, AlertEvent.END, side, "crossed"))
                     store.approach_alert[i] = 0
@@ -129,7 +129,7 @@ class BorderMonitor:
                 store.alert_t[i] = t
                 return [self._event(c, AlertKind.CROSSING, AlertEvent.UPDATE, origin, "confirmed")]
         elif t - confirmed_t >= s.hold_s or (
-            c.p_side(origin) >= s.p_new and c.v_far(-origin) >= s.min_normal_speed_mps
+            c.p_side(origin) >= s.p_new and self._moving_across(c, -origin)
         ):
             # Held long enough, or heading back across: close it so a new crossing can open.
             return [self._close_crossing(c, "confirmed")]
@@ -137,6 +137,13 @@ class BorderMonitor:
             store.alert_t[i] = t
             return [self._event(c, AlertKind.CROSSING, AlertEvent.UPDATE, origin)]
         return []
+
+    def _moving_across(self, c: _TrackView, side: int, sigmas: float | None = None) -> bool:
+        """Does the track move away from ``side`` across the line, fast and significantly?"""
+        s = self.s
+        k = s.normal_speed_sigmas if sigmas is None else sigmas
+        need = max(s.min_normal_speed_mps, k * math.sqrt(max(c.var_v, 0.0)))
+        return c.v_far(side) >= need
 
     def _close_crossing(self, c: _TrackView, reason: str) -> BorderAlert:
         store, i = c.store, c.i
@@ -149,18 +156,18 @@ class BorderMonitor:
     def _approach(self, c: _TrackView, side: int) -> list[BorderAlert]:
         s, store, i, t = self.s, c.store, c.i, c.t
         v = c.v_far(side)
-        sigma_v = math.sqrt(max(c.var_v, 0.0))
         dist = abs(c.signed_distance())
-        moving = v >= max(s.min_normal_speed_mps, 2.0 * sigma_v)
         ttc = dist / v if v > 0 else math.inf
-        near = moving and ttc <= s.approach_horizon_s and dist <= s.approach_max_distance_m
         if store.approach_alert[i] == 0:
-            if near and s.approach_horizon_s > 0:
+            near = ttc <= s.approach_horizon_s and dist <= s.approach_max_distance_m
+            near = near and t - float(store.first_t[i]) >= s.approach_min_age_s
+            if near and s.approach_horizon_s > 0 and self._moving_across(c, side, sigmas=2.0):
                 store.approach_alert[i] = self.ids.next()
                 store.alert_t[i] = t
                 return [self._event(c, AlertKind.APPROACH, AlertEvent.NEW, side, ttc=ttc)]
             return []
-        if v < s.min_normal_speed_mps or ttc > 1.5 * s.approach_horizon_s:
+        # Hysteresis: raised on a significant approach, ended only when clearly turned away.
+        if v <= 0 or ttc > 2.0 * s.approach_horizon_s:
             event = self._event(c, AlertKind.APPROACH, AlertEvent.END, side, "turned_away")
             store.approach_alert[i] = 0
             return [event]
