@@ -95,7 +95,9 @@ class DetectionBatch:
     ) -> Self:
         """Position detections with isotropic noise ``sigma_m`` (1-σ, metres) per row."""
         n = int(np.shape(t)[0])
-        s2 = np.asarray(sigma_m, dtype=np.float64) ** 2
+        sigma = np.asarray(sigma_m, dtype=np.float64)
+        # Keep the sign: a negative sigma must fail validation, not square into a valid one.
+        s2 = sigma * np.abs(sigma)
         R = np.zeros((n, 2, 2))
         R[:, 0, 0] = s2
         R[:, 1, 1] = s2

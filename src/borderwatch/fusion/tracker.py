@@ -130,7 +130,9 @@ class Tracker:
         for t, scan in _scans(released):
             alerts.extend(self._process_scan(t, scan))
             times.append(t)
-        if times:
+        expired = self._expire(time - self.config.reorder_lag_s)
+        alerts.extend(expired)
+        if times or expired:
             self._table = self._build_table()
         self.stats.alerts += len(alerts)
         return StepResult(self._table, alerts, times)
@@ -278,6 +280,21 @@ class Tracker:
         s.status[promote] = CONFIRMED
         self.stats.tracks_confirmed += int(promote.sum())
 
+    def _expire(self, now: float) -> list[BorderAlert]:
+        """Delete tracks that no scan has updated for ``coast_s`` by ``now``.
+
+        Scans that contain no detection at all never reach the tracker, so silence alone must
+        be able to end a track (and its alerts).
+        """
+        s = self.store
+        if len(s) == 0 or self.time is None:
+            return []
+        doomed = now - s.last_t > self.config.coast_s
+        if not np.any(doomed):
+            return []
+        xc, Pc = imm.combine(s.x, s.P, s.mu)
+        return self._remove(doomed, xc, Pc, max(now, self.time))
+
     def _delete(self, t: float) -> list[BorderAlert]:
         s, c = self.store, self.config
         if len(s) == 0:
@@ -293,6 +310,12 @@ class Tracker:
         )
         if not np.any(doomed):
             return []
+        return self._remove(doomed, xc, Pc, t)
+
+    def _remove(
+        self, doomed: np.ndarray, xc: FloatArray, Pc: FloatArray, t: float
+    ) -> list[BorderAlert]:
+        s = self.store
         alerts: list[BorderAlert] = []
         if self._monitor is not None:
             alerts = self._monitor.end_lost(s, np.flatnonzero(doomed), xc, Pc, t)
@@ -397,10 +420,14 @@ def _stationary(Pi: FloatArray) -> FloatArray:
 
 
 def _scans(batch: DetectionBatch) -> list[tuple[float, DetectionBatch]]:
-    """Split detections into scans (same time and sensor), in time, then sensor, order."""
+    """Split detections into scans (same time and sensor), in time, then sensor, order.
+
+    Within a scan, detections are put in a canonical order (by measurement), so the result
+    does not depend on the order in which a transport delivered them.
+    """
     if len(batch) == 0:
         return []
-    order = np.lexsort((np.arange(len(batch)), batch.sensor, batch.t))
+    order = np.lexsort((batch.z[:, 1], batch.z[:, 0], batch.kind, batch.sensor, batch.t))
     b = batch.take(order)
     change = np.flatnonzero((np.diff(b.t) != 0) | (np.diff(b.sensor) != 0)) + 1
     starts = np.concatenate([[0], change])
