@@ -402,7 +402,7 @@ def _initiation_candidates(
     A detection inside the gate of a track updated by this very scan is most likely the same
     object seen twice (an overlapping sensor, a split blob): it must not start a twin track.
     """
-    free = scan.kind != MeasurementKind.BEARING_ONLY
+    free: np.ndarray = np.asarray(scan.kind != MeasurementKind.BEARING_ONLY)
     free[assigned.det] = False
     if len(gated):
         updated = np.zeros(n_tracks, dtype=bool)
