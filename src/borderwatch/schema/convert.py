@@ -1,0 +1,433 @@
+"""Conversions between wire messages and the fusion core's arrays.
+
+Pure functions: no I/O and no clock. Message times are ``epoch + t`` seconds of the core's time
+axis; positions go through the deployment's :class:`~borderwatch.fusion.frames.LocalFrame`;
+angles are degrees on the wire and radians in the core. The only source of variation is the
+``msg_id`` generator, which callers may replace (``make_msg_id``) to reproduce ids exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Final, Literal
+
+import numpy as np
+
+from borderwatch.errors import DetectionRejected
+from borderwatch.fusion.detections import DetectionBatch, FloatArray, MeasurementKind
+from borderwatch.fusion.frames import LocalFrame
+from borderwatch.fusion.outputs import AlertEvent, BorderAlert, TrackTable
+from borderwatch.schema.common import (
+    BorderKindName,
+    ClassHint,
+    EnuOrigin,
+    GeoPoint,
+    Provenance,
+    TargetClassName,
+    Velocity,
+    compass_deg,
+    matrix2,
+    matrix4,
+    new_msg_id,
+)
+from borderwatch.schema.messages import (
+    Alert,
+    AlertEndReason,
+    AlertState,
+    BearingOnlyMeasurement,
+    BorderRelation,
+    Detection,
+    PositionMeasurement,
+    RangeBearingMeasurement,
+    Track,
+    TrackStatus,
+    default_priority,
+    escalate,
+)
+
+#: A track whose last detection is older than this is published as ``coasting``, s.
+COAST_AFTER_S: Final = 3.0
+
+#: Bit 62 of a core sensor mask stands for every sensor index from 62 on.
+_LAST_MASK_BIT: Final = 62
+
+
+# ----------------------------------------------------------------------------------- time
+
+
+def _require_aware(epoch: datetime) -> None:
+    if epoch.tzinfo is None or epoch.utcoffset() is None:
+        raise ValueError("epoch must be a timezone-aware datetime")
+
+
+def seconds_since(time: datetime, epoch: datetime) -> float:
+    """``time`` as seconds on the core's time axis that starts at ``epoch``."""
+    return (time - epoch).total_seconds()
+
+
+def time_at(t: float, epoch: datetime) -> datetime:
+    """The instant ``t`` seconds after ``epoch`` (rounded to the microsecond)."""
+    return epoch + timedelta(seconds=float(t))
+
+
+# ------------------------------------------------------------------------------ positions
+
+
+def _plane_xy(frame: LocalFrame, points: Sequence[tuple[EnuOrigin | None, GeoPoint]]) -> FloatArray:
+    """Local plane metres ``(n, 2)`` of points, each given with its message's origin.
+
+    A point's own ``x_m``/``y_m`` is used when its origin is exactly ``frame``'s; otherwise the
+    WGS-84 position is converted (in one call for all of them).
+    """
+    xy = np.empty((len(points), 2))
+    convert: list[int] = []
+    for i, (origin, p) in enumerate(points):
+        if (
+            p.x_m is not None
+            and p.y_m is not None
+            and origin is not None
+            and origin.is_frame(frame)
+        ):
+            xy[i] = (p.x_m, p.y_m)
+        else:
+            convert.append(i)
+    if convert:
+        geo = [points[i][1] for i in convert]
+        xy[convert] = frame.to_enu(
+            np.array([p.lat_deg for p in geo]),
+            np.array([p.lon_deg for p in geo]),
+            np.array([frame.alt_m if p.alt_m is None else p.alt_m for p in geo]),
+        )
+    return xy
+
+
+def _geo_points(frame: LocalFrame, xy: FloatArray) -> list[GeoPoint]:
+    """Points with both WGS-84 and local metres from plane positions ``(n, 2)``."""
+    if xy.shape[0] == 0:
+        return []
+    latlon = frame.to_wgs84(xy)
+    return [
+        GeoPoint(
+            lat_deg=float(latlon[i, 0]),
+            lon_deg=float(latlon[i, 1]),
+            x_m=float(xy[i, 0]),
+            y_m=float(xy[i, 1]),
+        )
+        for i in range(xy.shape[0])
+    ]
+
+
+def _symmetric(a: FloatArray) -> FloatArray:
+    return (a + np.swapaxes(a, -1, -2)) / 2.0
+
+
+# ----------------------------------------------------------------------------- detections
+
+
+def detections_to_batch(
+    detections: Sequence[Detection],
+    frame: LocalFrame,
+    sensor_index: Mapping[str, int],
+    epoch: datetime,
+) -> DetectionBatch:
+    """Detection messages → the core's :class:`DetectionBatch`, in the given order.
+
+    Times become seconds since ``epoch``; positions become metres in ``frame`` (a message's own
+    ``x_m``/``y_m`` is used when its ``enu_origin`` is ``frame``'s origin, otherwise its WGS-84
+    position is converted); degrees become radians and sigmas variances. Bearing-only rows get
+    ``z = (bearing_rad, nan)`` and ``R = diag(σ_bearing², 0)``; elevation is not used by the core.
+
+    Raises:
+        DetectionRejected: a detection's sensor is not in ``sensor_index``
+            (reason ``unknown_sensor``).
+        ValueError: ``epoch`` is naive.
+    """
+    _require_aware(epoch)
+    n = len(detections)
+    t = np.array([seconds_since(d.time, epoch) for d in detections], dtype=np.float64)
+    kind = np.empty(n, dtype=np.int64)
+    z = np.full((n, 2), np.nan)
+    R = np.zeros((n, 2, 2))
+    sensor_xy = np.zeros((n, 2))
+    sensor = np.empty(n, dtype=np.int64)
+    cls = np.array([d.class_hint.label.to_core() for d in detections], dtype=np.int64)
+    cls_conf = np.array([d.class_hint.confidence for d in detections], dtype=np.float64)
+    xy = _plane_xy(frame, [(d.enu_origin, d.geo_points()[0]) for d in detections])
+    for i, d in enumerate(detections):
+        sensor_id = d.provenance.sensor_ids[0]
+        if sensor_id not in sensor_index:
+            raise DetectionRejected("unknown_sensor", f"{sensor_id!r} (detection {d.msg_id})")
+        sensor[i] = sensor_index[sensor_id]
+        m = d.measurement
+        if isinstance(m, PositionMeasurement):
+            kind[i] = MeasurementKind.POSITION
+            z[i] = xy[i]
+            R[i] = m.cov_m2
+        elif isinstance(m, RangeBearingMeasurement):
+            kind[i] = MeasurementKind.RANGE_BEARING
+            z[i] = (m.range_m, math.radians(m.bearing_deg))
+            R[i, 0, 0] = m.sigma_range_m**2
+            R[i, 1, 1] = math.radians(m.sigma_bearing_deg) ** 2
+            sensor_xy[i] = xy[i]
+        else:
+            kind[i] = MeasurementKind.BEARING_ONLY
+            z[i, 0] = math.radians(m.bearing_deg)
+            R[i, 0, 0] = math.radians(m.sigma_bearing_deg) ** 2
+            sensor_xy[i] = xy[i]
+    return DetectionBatch(
+        t=t, kind=kind, z=z, R=R, sensor_xy=sensor_xy, sensor=sensor, cls=cls, cls_conf=cls_conf
+    )
+
+
+def _measurement(
+    kind: MeasurementKind, z: FloatArray, R: FloatArray, point: GeoPoint, row: int
+) -> PositionMeasurement | RangeBearingMeasurement | BearingOnlyMeasurement:
+    if kind is MeasurementKind.POSITION:
+        return PositionMeasurement(position=point, cov_m2=matrix2(_symmetric(R)))
+    if kind is MeasurementKind.RANGE_BEARING:
+        if abs(R[0, 1]) + abs(R[1, 0]) > 1e-9 * math.sqrt(abs(R[0, 0] * R[1, 1])):
+            raise ValueError(
+                f"row {row}: correlated range-bearing noise has no wire form (sigmas only)"
+            )
+        return RangeBearingMeasurement(
+            range_m=float(z[0]),
+            bearing_deg=compass_deg(math.degrees(z[1])),
+            sigma_range_m=math.sqrt(R[0, 0]),
+            sigma_bearing_deg=math.degrees(math.sqrt(R[1, 1])),
+            sensor_position=point,
+        )
+    return BearingOnlyMeasurement(
+        bearing_deg=compass_deg(math.degrees(z[0])),
+        sigma_bearing_deg=math.degrees(math.sqrt(R[0, 0])),
+        sensor_position=point,
+    )
+
+
+def batch_to_detections(
+    batch: DetectionBatch,
+    frame: LocalFrame,
+    sensor_ids: Sequence[str],
+    node_id: str,
+    epoch: datetime,
+    simulated: bool,
+    exercise: bool,
+    software_version: str,
+    *,
+    make_msg_id: Callable[[], str] = new_msg_id,
+) -> list[Detection]:
+    """The core's :class:`DetectionBatch` → Detection messages, one per row, in order.
+
+    ``sensor_ids[batch.sensor[i]]`` names row ``i``'s sensor. Positions carry both WGS-84 and
+    ``frame`` metres (with ``enu_origin``); bearings are wrapped to [0, 360) degrees.
+
+    Raises:
+        ValueError: ``epoch`` is naive, a sensor index has no id, a range-bearing row has
+            correlated noise, or a row does not make a valid message (pydantic's
+            ``ValidationError``, e.g. a NaN or a negative variance).
+    """
+    _require_aware(epoch)
+    origin = EnuOrigin.from_frame(frame)
+    is_position = (batch.kind == MeasurementKind.POSITION)[:, None]
+    points = _geo_points(frame, np.where(is_position, batch.z, batch.sensor_xy))
+    provenance: dict[int, Provenance] = {}
+    out = []
+    for i in range(len(batch)):
+        k = int(batch.sensor[i])
+        if k not in provenance:
+            if not 0 <= k < len(sensor_ids):
+                raise ValueError(f"row {i}: sensor index {k} has no id in sensor_ids")
+            provenance[k] = Provenance(
+                node_id=node_id,
+                sensor_ids=(sensor_ids[k],),
+                software_version=software_version,
+                simulated=simulated,
+                exercise=exercise,
+            )
+        out.append(
+            Detection(
+                msg_id=make_msg_id(),
+                time=time_at(batch.t[i], epoch),
+                measurement=_measurement(
+                    MeasurementKind(int(batch.kind[i])), batch.z[i], batch.R[i], points[i], i
+                ),
+                class_hint=ClassHint(
+                    label=TargetClassName.from_core(int(batch.cls[i])),
+                    confidence=float(batch.cls_conf[i]),
+                ),
+                provenance=provenance[k],
+                enu_origin=origin,
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------- tracks
+
+
+def sensors_from_mask(mask: int, sensor_ids: Sequence[str]) -> tuple[str, ...]:
+    """Sensor ids whose bits are set in a core sensor mask, by index.
+
+    The core saturates indices at bit 62, so that bit names every sensor from index 62 on.
+    """
+    out: list[str] = []
+    for k in range(_LAST_MASK_BIT + 1):
+        if not (mask >> k) & 1:
+            continue
+        if k >= len(sensor_ids):
+            raise ValueError(f"sensor bit {k} is set but only {len(sensor_ids)} sensor ids given")
+        out.extend(sensor_ids[k:] if k == _LAST_MASK_BIT else [sensor_ids[k]])
+    return tuple(out)
+
+
+def _border(segment: int, side: int, distance_m: float) -> BorderRelation | None:
+    if segment < 0:
+        return None
+    if side == 0:
+        raise ValueError("a track near a border segment must have a side (+1 or -1)")
+    return BorderRelation(
+        segment=segment, side="left" if side > 0 else "right", signed_distance_m=distance_m
+    )
+
+
+def tracks_from_table(
+    table: TrackTable,
+    frame: LocalFrame,
+    node_id: str,
+    epoch: datetime,
+    *,
+    sensor_ids: Sequence[str],
+    software_version: str,
+    simulated: bool,
+    exercise: bool,
+    coast_after_s: float = COAST_AFTER_S,
+    make_msg_id: Callable[[], str] = new_msg_id,
+) -> list[Track]:
+    """Confirmed tracks of a :class:`TrackTable` → Track messages, one per row, in order.
+
+    Track ids become ``"{node_id}:{track_id}"``; a track is ``coasting`` when its last
+    detection is more than ``coast_after_s`` older than the table, else ``confirmed``;
+    contributing sensors come from the sensor mask (:func:`sensors_from_mask`).
+    """
+    _require_aware(epoch)
+    origin = EnuOrigin.from_frame(frame)
+    points = _geo_points(frame, table.x[:, :2])
+    P = _symmetric(table.P)
+    time = time_at(table.t, epoch)
+    out = []
+    for i in range(len(table)):
+        coasting = table.t - float(table.last_update_t[i]) > coast_after_s
+        out.append(
+            Track(
+                msg_id=make_msg_id(),
+                time=time,
+                track_id=f"{node_id}:{int(table.track_id[i])}",
+                status=TrackStatus.COASTING if coasting else TrackStatus.CONFIRMED,
+                position=points[i],
+                velocity=Velocity.from_enu(float(table.x[i, 2]), float(table.x[i, 3])),
+                cov_m2=matrix2(P[i, :2, :2]),
+                state_cov=matrix4(P[i]),
+                class_hint=ClassHint(
+                    label=TargetClassName.from_core(int(table.cls[i])),
+                    confidence=float(table.cls_conf[i]),
+                ),
+                hits=int(table.hits[i]),
+                first_time=time_at(table.first_t[i], epoch),
+                last_update_time=time_at(table.last_update_t[i], epoch),
+                border=_border(
+                    int(table.border_segment[i]),
+                    int(table.side[i]),
+                    float(table.border_distance_m[i]),
+                ),
+                provenance=Provenance(
+                    node_id=node_id,
+                    sensor_ids=sensors_from_mask(int(table.sensor_mask[i]), sensor_ids),
+                    software_version=software_version,
+                    simulated=simulated,
+                    exercise=exercise,
+                ),
+                enu_origin=origin,
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------- alerts
+
+
+def _direction(value: str) -> Literal["left_to_right", "right_to_left"]:
+    if value == "left_to_right":
+        return "left_to_right"
+    if value == "right_to_left":
+        return "right_to_left"
+    raise ValueError(f"unknown crossing direction {value!r}")
+
+
+def alert_from_core(
+    alert: BorderAlert,
+    frame: LocalFrame,
+    node_id: str,
+    epoch: datetime,
+    *,
+    sensor_ids: Sequence[str],
+    software_version: str,
+    simulated: bool,
+    exercise: bool,
+    previous: Alert | None = None,
+    make_msg_id: Callable[[], str] = new_msg_id,
+) -> Alert:
+    """A core :class:`BorderAlert` event → an Alert message.
+
+    ``previous`` is the message published for the same alert's previous event: its ``after``
+    becomes this message's ``before`` (required for ``update`` and ``end``, refused for
+    ``new``). The priority is :func:`default_priority`, never lowered below ``previous``'s
+    during an alert's life: once a rescue, the alert stays a rescue.
+    """
+    _require_aware(epoch)
+    alert_id = f"{node_id}:{alert.alert_id}"
+    if (previous is None) != (alert.event is AlertEvent.NEW):
+        raise ValueError(f"alert {alert_id}: previous message is needed exactly for update/end")
+    if previous is not None and previous.alert_id != alert_id:
+        raise ValueError(f"previous message is of alert {previous.alert_id}, not {alert_id}")
+    border_kind = BorderKindName.from_core(alert.border_kind)
+    label = TargetClassName.from_core(alert.cls)
+    priority = escalate(
+        default_priority(alert.kind, border_kind, label),
+        None if previous is None else previous.after.priority,
+    )
+    time = time_at(alert.t, epoch)
+    (point,) = _geo_points(frame, np.array([[alert.x, alert.y]]))
+    after = AlertState(
+        time=time,
+        priority=priority,
+        p_cross=alert.p_cross,
+        confidence=alert.confidence,
+        time_to_cross_s=alert.time_to_cross_s,
+        position=point,
+        cov_m2=matrix2(_symmetric(np.asarray(alert.cov_xy, dtype=np.float64))),
+        velocity=Velocity.from_enu(alert.vx, alert.vy),
+        class_hint=ClassHint(label=label, confidence=alert.cls_conf),
+    )
+    return Alert(
+        msg_id=make_msg_id(),
+        time=time,
+        alert_id=alert_id,
+        kind=alert.kind,
+        event=alert.event,
+        track_id=f"{node_id}:{alert.track_id}",
+        border_kind=border_kind,
+        border_segment=alert.segment,
+        direction=_direction(alert.direction),
+        end_reason=AlertEndReason(alert.reason) if alert.event is AlertEvent.END else None,
+        before=None if previous is None else previous.after,
+        after=after,
+        provenance=Provenance(
+            node_id=node_id,
+            sensor_ids=sensors_from_mask(alert.sensor_mask, sensor_ids),
+            software_version=software_version,
+            simulated=simulated,
+            exercise=exercise,
+        ),
+        enu_origin=EnuOrigin.from_frame(frame),
+    )
