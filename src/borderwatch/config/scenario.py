@@ -240,6 +240,12 @@ class _FreeGenerator(_GeneratorBase):
     region: tuple[FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat] = Field(
         description="Box [x_min, y_min, x_max, y_max] (m) in which start positions are drawn."
     )
+    min_border_distance_m: float = Field(
+        default=0.0,
+        ge=0,
+        description="Start positions closer than this to the border are drawn again, m (keeps "
+        "targets from crossing before a sensor has seen them for a while).",
+    )
     start_s: NonNegativeRange = Field(default=(0.0, 0.0), description="Birth time range, s.")
     lifetime_s: PositiveRange | None = Field(
         default=None, description="Lifetime range, s; default: alive until the scenario ends."
@@ -307,9 +313,10 @@ class AlongBorderGenerator(_BorderGenerator):
 class AcrossBorderGenerator(_BorderGenerator):
     """Targets that each cross the border exactly once, at crossing points spread along it.
 
-    The span is cut into ``count`` equal slots and each target crosses in its own slot, so
-    neighbouring crossings are at least about ``span length / count`` apart; crossing times are
-    likewise stratified over ``cross_at_s``.
+    The span is cut into ``count`` equal slots and each target crosses near the middle of its
+    own slot (within its central fifth), so crossing points are at least ``0.8 · span length /
+    count`` apart. Crossing times are likewise stratified over ``cross_at_s``, and crossings
+    that are neighbours along the border are given times far apart.
     """
 
     heading: Literal["across_border"] = Field(description="Heading rule discriminator.")
