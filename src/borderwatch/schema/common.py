@@ -417,6 +417,28 @@ class Provenance(WireModel):
 # ------------------------------------------------------------------------------- envelope
 
 
+def check_schema_version(data: Any) -> Any:
+    """Raise ValueError when a payload (a dict) states a schema version other than ours.
+
+    Run before anything else, so a payload of another major version gets one clear error
+    instead of a list of field errors from a schema it was never written against.
+    """
+    if isinstance(data, dict) and "schema_version" in data:
+        version = data["schema_version"]
+        if version != SCHEMA_VERSION:
+            major = str(version).split(".", 1)[0]
+            if major == SCHEMA_VERSION:
+                raise ValueError(
+                    f"schema_version must be the major version only: "
+                    f"{SCHEMA_VERSION!r}, got {version!r}"
+                )
+            raise ValueError(
+                f"unsupported schema_version {version!r}: this receiver reads major "
+                f"version {SCHEMA_VERSION!r} only"
+            )
+    return data
+
+
 class Envelope(WireModel):
     """Fields every message has; subclasses fix ``type`` and list their positions."""
 
@@ -426,14 +448,16 @@ class Envelope(WireModel):
     )
     type: str = Field(description="Message type, the discriminator of the message union.")
     msg_id: MsgId = Field(
-        description="ULID of this message, unique across nodes; receivers de-duplicate on it."
+        description="ULID of this message (26 characters, Crockford base32), unique across "
+        "nodes; receivers de-duplicate on it."
     )
     time: UtcDatetime = Field(
         description="Measurement (or estimate, event, report) time, RFC 3339 in UTC."
     )
     received_at: UtcDatetime | None = Field(
         default=None,
-        description="When the receiver got the underlying data or message, UTC; null if unset.",
+        description="When the producing node received the underlying data, UTC; null when "
+        "unknown. received_at - time is the sensing latency.",
     )
     provenance: Provenance = Field(description="Where the message comes from.")
     enu_origin: EnuOrigin | None = Field(
@@ -445,22 +469,7 @@ class Envelope(WireModel):
     @model_validator(mode="before")
     @classmethod
     def _known_version(cls, data: Any) -> Any:
-        # Checked before anything else so a payload of another major version gets one clear
-        # error instead of a list of field errors from a schema it was never written against.
-        if isinstance(data, dict) and "schema_version" in data:
-            version = data["schema_version"]
-            if version != SCHEMA_VERSION:
-                major = str(version).split(".", 1)[0]
-                if major == SCHEMA_VERSION:
-                    raise ValueError(
-                        f"schema_version must be the major version only: "
-                        f"{SCHEMA_VERSION!r}, got {version!r}"
-                    )
-                raise ValueError(
-                    f"unsupported schema_version {version!r}: this receiver reads major "
-                    f"version {SCHEMA_VERSION!r} only"
-                )
-        return data
+        return check_schema_version(data)
 
     @model_validator(mode="after")
     def _local_positions_agree(self) -> Self:

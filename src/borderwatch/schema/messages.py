@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import (
+    BeforeValidator,
     Field,
     StrictInt,
     StringConstraints,
@@ -38,6 +39,7 @@ from borderwatch.schema.common import (
     UtcDatetime,
     Velocity,
     WireModel,
+    check_schema_version,
 )
 
 Bearing = Annotated[FiniteFloat, Field(ge=0.0, lt=360.0)]
@@ -450,7 +452,11 @@ class NodeState(Envelope):
 
 # --------------------------------------------------------------------------------- reading
 
-Message = Annotated[Detection | Track | Alert | NodeState, Field(discriminator="type")]
+Message = Annotated[
+    Detection | Track | Alert | NodeState,
+    Field(discriminator="type"),
+    BeforeValidator(check_schema_version),
+]
 """Any message, keyed by ``type``: detection, track, alert or node_state."""
 
 MESSAGE_ADAPTER: Final[TypeAdapter[Detection | Track | Alert | NodeState]] = TypeAdapter(Message)

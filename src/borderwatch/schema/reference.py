@@ -405,10 +405,22 @@ def _generated(what: str, name: str, example: Callable[[], dict[str, Envelope]])
         messages = example()
         if name not in messages:
             raise KeyError(f"no example named {name!r}")
-        return f"```json\n{messages[name].model_dump_json(indent=2)}\n```\n"
+        return f"```json\n{pretty_json(messages[name])}\n```\n"
     if name not in TABLE_MODELS:
         raise KeyError(f"no field table for model {name!r}")
     return field_table(TABLE_MODELS[name]) + "\n"
+
+
+_SCALAR_ARRAY: Final = re.compile(r"\[\s*([^\[\]{}\n]*(?:\n[^\[\]{}\n]*)*?)\s*\]")
+
+
+def pretty_json(message: BaseModel) -> str:
+    """Indented JSON of a message, with arrays of scalars (matrix rows, id lists) on one line."""
+    text = json.dumps(message.model_dump(mode="json"), indent=2, ensure_ascii=False)
+    return _SCALAR_ARRAY.sub(
+        lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",") if x.strip()) + "]",
+        text,
+    )
 
 
 def render_docs(text: str) -> str:
