@@ -294,11 +294,6 @@ class GeoPoint(WireModel):
             raise ValueError("x_m and y_m must be given together")
         return self
 
-    @property
-    def has_xy(self) -> bool:
-        """True when local plane metres are given."""
-        return self.x_m is not None
-
 
 def check_local_positions(origin: EnuOrigin | None, points: Sequence[GeoPoint]) -> None:
     """Raise ValueError unless every point's ``x_m``/``y_m`` is explained by ``origin``.
@@ -446,7 +441,10 @@ class Envelope(WireModel):
         default=SCHEMA_VERSION,
         description='Major version of this schema: "1". Other major versions are refused.',
     )
-    type: str = Field(description="Message type, the discriminator of the message union.")
+    type: str = Field(
+        description='Message type, which selects the model: "detection", "track", "alert" or '
+        '"node_state".'
+    )
     msg_id: MsgId = Field(
         description="ULID of this message (26 characters, Crockford base32), unique across "
         "nodes; receivers de-duplicate on it."

@@ -185,7 +185,7 @@ def _measurement(
     kind: MeasurementKind, z: FloatArray, R: FloatArray, point: GeoPoint, row: int
 ) -> PositionMeasurement | RangeBearingMeasurement | BearingOnlyMeasurement:
     if kind is MeasurementKind.POSITION:
-        return PositionMeasurement(position=point, cov_m2=matrix2(_symmetric(R)))
+        return PositionMeasurement(position=point, cov_m2=matrix2(R))
     if kind is MeasurementKind.RANGE_BEARING:
         if abs(R[0, 1]) + abs(R[1, 0]) > 1e-9 * math.sqrt(abs(R[0, 0] * R[1, 1])):
             raise ValueError(
@@ -231,6 +231,7 @@ def batch_to_detections(
     origin = EnuOrigin.from_frame(frame)
     is_position = (batch.kind == MeasurementKind.POSITION)[:, None]
     points = _geo_points(frame, np.where(is_position, batch.z, batch.sensor_xy))
+    R = _symmetric(batch.R)
     provenance: dict[int, Provenance] = {}
     out = []
     for i in range(len(batch)):
@@ -250,7 +251,7 @@ def batch_to_detections(
                 msg_id=make_msg_id(),
                 time=time_at(batch.t[i], epoch),
                 measurement=_measurement(
-                    MeasurementKind(int(batch.kind[i])), batch.z[i], batch.R[i], points[i], i
+                    MeasurementKind(int(batch.kind[i])), batch.z[i], R[i], points[i], i
                 ),
                 class_hint=ClassHint(
                     label=TargetClassName.from_core(int(batch.cls[i])),
