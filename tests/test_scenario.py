@@ -269,3 +269,10 @@ def test_locate_finds_the_line_of_every_leaf(tree: dict[str, object]) -> None:
         if isinstance(path[-1], str):
             assert lines[line - 1].lstrip(" -").startswith(f"{key}:"), (text, path, line)
         assert where.split(".")[0].split("[")[0] == path[0]
+
+
+def test_documented_example_validates(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "scenarios.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    scenario = load_scenario(write(tmp_path, example))
+    assert scenario.name == "small-example"
