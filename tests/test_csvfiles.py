@@ -266,11 +266,6 @@ def test_undecodable_header_is_an_input_error(tmp_path: Path) -> None:
     assert input_error(read_detections, path).line == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: bytes that are not UTF-8 in a data row are reported at line 1 as an "
-    "'unreadable header' (the whole first chunk is decoded when the header is read)",
-)
 def test_undecodable_row_reports_its_own_line(tmp_path: Path) -> None:
     path = tmp_path / "latin1.csv"
     path.write_bytes(b"t,x,y,sigma\n0,1,2,3\n1,\xa72,2,3\n")

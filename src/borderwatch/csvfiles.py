@@ -17,6 +17,7 @@ file and the line (1-based, the header is line 1), never a bare traceback.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -66,11 +67,15 @@ def _read_rows(
 ) -> tuple[list[list[object]], list[int]]:
     """Rows parsed column by column, with their line numbers; raises InputError on any fault."""
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot open: {exc.strerror}", path=path) from exc
-    with handle:
-        return _parse_rows(handle, path, columns, parsers)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"not UTF-8 text: {exc.reason}", path=path, line=line) from None
+    return _parse_rows(io.StringIO(text, newline=""), path, columns, parsers)
 
 
 def _parse_rows(
@@ -82,10 +87,10 @@ def _parse_rows(
     reader = csv.reader(handle)
     try:
         header = next(reader, None)
-    except (csv.Error, UnicodeDecodeError) as exc:
+    except csv.Error as exc:
         raise InputError(f"unreadable header: {exc}", path=path, line=1) from exc
     if header is None:
-        raise InputError(f"file is empty (expected header {','.join(columns)})", path=path)
+        raise InputError(f"file is empty (expected header {','.join(columns)})", path=path, line=1)
     header = [h.strip() for h in header]
     if header[: len(columns)] != list(columns):
         raise InputError(
@@ -110,7 +115,7 @@ def _parse_rows(
                     raise InputError(f"column {name}: {exc}", path=path, line=line) from None
             rows.append(row)
             lines.append(line)
-    except (csv.Error, UnicodeDecodeError) as exc:
+    except csv.Error as exc:
         raise InputError(f"unreadable CSV: {exc}", path=path, line=reader.line_num) from exc
     return rows, lines
 
@@ -229,6 +234,8 @@ def read_alerts(path: str | Path) -> list[AlertRow]:
 
 
 def _fmt(value: object) -> str:
+    if value is None:
+        return ""
     if isinstance(value, float):
         text = f"{value:.3f}".rstrip("0").rstrip(".")
         return "0" if text == "-0" else text

@@ -34,11 +34,3 @@ class ConfigError(InputError):
 
 class BorderError(InputError):
     """A border geometry that cannot be used (wrong type, too few points, bad tags)."""
-
-
-class DetectionRejected(BorderwatchError):
-    """A single detection the fusion core refuses; ``reason`` is a short counter key."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        self.reason = reason
-        super().__init__(f"{reason}: {detail}" if detail else reason)

@@ -8,6 +8,7 @@ file of their own.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TextIO
@@ -20,7 +21,7 @@ from borderwatch.errors import InputError
 from borderwatch.fusion.borders import load_border
 from borderwatch.fusion.detections import DetectionBatch
 from borderwatch.fusion.outputs import AlertKind, BorderAlert, TrackTable
-from borderwatch.fusion.tracker import Tracker
+from borderwatch.fusion.tracker import StepResult, Tracker
 
 APPROACH_COLUMNS = (*ALERT_COLUMNS, "time_to_cross_s")
 
@@ -50,9 +51,9 @@ def track_files(
         approach_csv = (
             CsvWriter(_open(stack, approach_out), APPROACH_COLUMNS) if approach_out else None
         )
-        for t, batch in _scans(table.t, table.xy, table.sigma):
-            result = tracker.step(batch, t)
-            rows += _write_tracks(tracks_csv, result.tracks)
+        for result in _results(tracker, table.t, table.xy, table.sigma):
+            for tracks in result.tables:
+                rows += _write_tracks(tracks_csv, tracks)
             for alert in result.alerts:
                 alerts += 1
                 if alert.kind is AlertKind.CROSSING and alerts_csv is not None:
@@ -60,6 +61,15 @@ def track_files(
                 elif alert.kind is AlertKind.APPROACH and approach_csv is not None:
                     approach_csv.row([*_alert_row(alert), alert.time_to_cross_s])
     return {"track_rows": rows, "alert_events": alerts, **tracker.stats.as_dict()}
+
+
+def _results(
+    tracker: Tracker, t: np.ndarray, xy: np.ndarray, sigma: np.ndarray
+) -> Iterator[StepResult]:
+    """Step results scan by scan, then what the reorder window still held."""
+    for scan_t, batch in _scans(t, xy, sigma):
+        yield tracker.step(batch, scan_t)
+    yield tracker.flush()
 
 
 def _open(stack: ExitStack, path: Path) -> TextIO:

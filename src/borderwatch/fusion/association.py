@@ -14,7 +14,9 @@ Three stages, each cheap enough for a thousand tracks per scan:
    ``scipy.optimize.linear_sum_assignment`` with a "missed" option per track.
 
 The pair cost is the negative log-likelihood up to a constant, ``d² + ln det S``, so a
-tentative track with a huge covariance does not win a detection from a well-tracked one.
+tentative track with a huge covariance does not win a detection from a well-tracked one. The
+tracker gives every track the same (large) miss cost, so within a cluster as many tracks as
+possible are served first, and the total cost decides between assignments of equal size.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ the detections, unless the file declares a WGS-84 frame (see :func:`load_border`
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import shapely
 from scipy.special import ndtr
+from shapely.errors import GEOSException
 
 from borderwatch.errors import BorderError
 from borderwatch.fusion.detections import FloatArray, IntArray
@@ -115,11 +117,7 @@ class Border:
         self.length: FloatArray = length
         self.unit: FloatArray = d / length[:, None]
         self.left_normal: FloatArray = np.column_stack([-self.unit[:, 1], self.unit[:, 0]])
-        # Does segment i continue segment i-1 of the same line (shared start vertex)?
-        same_prev = np.zeros(len(self.a), dtype=bool)
-        same_prev[1:] = self.line[1:] == self.line[:-1]
-        self._has_prev = same_prev
-        self._has_next = np.append(same_prev[1:], False)
+        self._prev, self._next = _continuations(self.a, self.b)
         self._tree = shapely.STRtree(shapely.linestrings(np.stack([self.a, self.b], axis=1)))
 
     def __len__(self) -> int:
@@ -144,10 +142,10 @@ class Border:
         dist = np.hypot(off[:, 0], off[:, 1])
         normal = self.left_normal[seg].copy()
         # Nearest point at a shared vertex: the side comes from the vertex pseudo-normal.
-        at_start = (s <= 0.0) & self._has_prev[seg]
-        at_end = (s >= ln) & self._has_next[seg]
-        normal[at_start] += self.left_normal[seg[at_start] - 1]
-        normal[at_end] += self.left_normal[seg[at_end] + 1]
+        at_start = (s <= 0.0) & (self._prev[seg] >= 0)
+        at_end = (s >= ln) & (self._next[seg] >= 0)
+        normal[at_start] += self.left_normal[self._prev[seg[at_start]]]
+        normal[at_end] += self.left_normal[self._next[seg[at_end]]]
         side = np.where(np.einsum("ni,ni->n", off, normal) >= 0.0, 1.0, -1.0)
         on_line = dist < 1e-9
         safe = np.where(on_line, 1.0, dist)
@@ -163,43 +161,60 @@ class Border:
     def path_crossings(self, t: FloatArray, xy: FloatArray) -> list[PathCrossing]:
         """Exact crossings of a piecewise-linear path (samples ``t``, ``xy``) with the border.
 
-        Used for ground truth: each path step is intersected with every border segment, and a
-        crossing is counted where the path passes from one side of the crossed segment to the
-        other. Times are interpolated linearly along the step.
+        Used for ground truth. A path step that cuts a border segment at interior points of
+        both crosses it (the direction follows from the step's motion along the segment's
+        normal). Contacts at a path sample or at a border vertex are degenerate: there the
+        path crosses only if its points just before and just after the contact are on
+        different sides, so a path that touches the line and turns back, or grazes a vertex,
+        does not cross. Times are interpolated along the crossing step.
         """
         t = np.asarray(t, dtype=np.float64)
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
         if xy.shape[0] < 2:
             return []
-        p0, p1 = xy[:-1], xy[1:]
-        dp = p1 - p0
-        # Parametric intersection p0 + s·dp = a + r·(b - a), vectorised over steps × segments.
+        p0 = xy[:-1]
+        dp = xy[1:] - p0
         ab = self.b - self.a
         denom = _cross(dp[:, None, :], ab[None, :, :])
         diff = self.a[None, :, :] - p0[:, None, :]
         with np.errstate(divide="ignore", invalid="ignore"):
             s = _cross(diff, ab[None, :, :]) / denom
             r = _cross(diff, dp[:, None, :]) / denom
-        hit = (denom != 0) & (s > 0) & (s <= 1) & (r >= 0) & (r < 1)
-        steps, segs = np.nonzero(hit)
+        eps = 1e-9
+        hit = (denom != 0) & (s >= -eps) & (s <= 1 + eps) & (r >= -eps) & (r <= 1 + eps)
+        interior = hit & (s > eps) & (s < 1 - eps) & (r > eps) & (r < 1 - eps)
         out = []
-        for k, j in zip(steps.tolist(), segs.tolist(), strict=True):
-            sk = float(s[k, j])
-            # Moving along +left_normal means arriving on the left: so we left the right side.
+        for k, j in zip(*np.nonzero(interior), strict=True):
             from_side = RIGHT if float(dp[k] @ self.left_normal[j]) > 0 else LEFT
-            pos = p0[k] + sk * dp[k]
-            out.append(
-                PathCrossing(
-                    t=float(t[k] + sk * (t[k + 1] - t[k])),
-                    index=k,
-                    segment=j,
-                    direction=direction_name(from_side),
-                    x=float(pos[0]),
-                    y=float(pos[1]),
-                )
-            )
+            out.append(self._path_crossing(t, xy, int(k), float(s[k, j]), int(j), from_side))
+        seen: set[tuple[float, float]] = set()
+        for k, j in zip(*np.nonzero(hit & ~interior), strict=True):
+            sk = float(np.clip(s[k, j], 0.0, 1.0))
+            point = xy[k] + sk * dp[k]
+            key = (round(float(point[0]), 6), round(float(point[1]), 6))
+            if key in seen:
+                continue
+            seen.add(key)
+            before, after = _around(xy, int(k), sk)
+            sides = self.side(np.vstack([before, after]))
+            if sides[0] != sides[1]:
+                out.append(self._path_crossing(t, xy, int(k), sk, int(j), int(sides[0])))
         out.sort(key=lambda c: (c.t, c.segment))
         return out
+
+    @staticmethod
+    def _path_crossing(
+        t: FloatArray, xy: FloatArray, k: int, frac: float, segment: int, from_side: int
+    ) -> PathCrossing:
+        pos = xy[k] + frac * (xy[k + 1] - xy[k])
+        return PathCrossing(
+            t=float(t[k] + frac * (t[k + 1] - t[k])),
+            index=k,
+            segment=segment,
+            direction=direction_name(from_side),
+            x=float(pos[0]),
+            y=float(pos[1]),
+        )
 
     def to_geojson(self, frame: LocalFrame | None = None) -> dict[str, Any]:
         """A FeatureCollection of the border lines, in local metres (and the frame origin)."""
@@ -229,6 +244,51 @@ class Border:
         return doc
 
 
+def _around(
+    xy: FloatArray, k: int, frac: float, delta: float = 1e-4
+) -> tuple[FloatArray, FloatArray]:
+    """Points of the path ``delta`` metres before and after the point at ``frac`` of step ``k``.
+
+    Walks into the neighbouring steps when the point is a path sample; at the path's ends the
+    end sample itself is used.
+    """
+
+    def walk(step: int, pos: float, direction: int) -> FloatArray:
+        remaining = delta
+        while True:
+            seg = xy[step + 1] - xy[step]
+            length = float(np.hypot(seg[0], seg[1]))
+            room = pos * length if direction < 0 else (1.0 - pos) * length
+            if remaining <= room:
+                return np.asarray(
+                    xy[step] + (pos + direction * remaining / max(length, 1e-300)) * seg,
+                    dtype=np.float64,
+                )
+            remaining -= room
+            step += direction
+            if step < 0 or step >= xy.shape[0] - 1:
+                return np.asarray(xy[0] if direction < 0 else xy[-1], dtype=np.float64)
+            pos = 1.0 if direction < 0 else 0.0
+
+    return walk(k, frac, -1), walk(k, frac, 1)
+
+
+def _continuations(a: FloatArray, b: FloatArray) -> tuple[IntArray, IntArray]:
+    """For each segment, the segment that ends where it starts (``prev``) and the one that
+    starts where it ends (``next``), across lines too; -1 where there is none."""
+    starts: dict[tuple[float, float], int] = {}
+    for j, point in enumerate(map(tuple, a.tolist())):
+        starts.setdefault((point[0], point[1]), j)
+    prev = np.full(len(a), -1, dtype=np.int64)
+    nxt = np.full(len(a), -1, dtype=np.int64)
+    for i, point in enumerate(map(tuple, b.tolist())):
+        j = starts.get((point[0], point[1]), -1)
+        if j >= 0 and j != i:
+            nxt[i] = j
+            prev[j] = i
+    return prev, nxt
+
+
 def _cross(u: FloatArray, v: FloatArray) -> FloatArray:
     return np.asarray(u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0], dtype=np.float64)
 
@@ -246,7 +306,7 @@ def load_border(path: str | Path, frame: LocalFrame | None = None) -> Border:
     except OSError as exc:
         raise BorderError(f"cannot read border file: {exc.strerror}", path=path) from exc
     if not text.strip():
-        raise BorderError("border file is empty", path=path)
+        raise BorderError("border file is empty", path=path, line=1)
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -254,7 +314,16 @@ def load_border(path: str | Path, frame: LocalFrame | None = None) -> Border:
     try:
         return border_from_geojson(doc, frame)
     except BorderError as exc:
-        raise BorderError(exc.reason, path=path) from exc
+        raise BorderError(exc.reason, path=path, line=_line_of(text, exc.reason)) from exc
+
+
+def _line_of(text: str, reason: str) -> int | None:
+    """Best-effort line of the JSON text that a border error is about (its quoted word)."""
+    for word in re.findall(r"'([^']+)'", reason) + re.findall(r"got (\w+)", reason):
+        at = text.find(f'"{word}"')
+        if at >= 0:
+            return text.count("\n", 0, at) + 1
+    return None
 
 
 def border_from_geojson(doc: Any, frame: LocalFrame | None = None) -> Border:
@@ -271,7 +340,7 @@ def border_from_geojson(doc: Any, frame: LocalFrame | None = None) -> Border:
     for geometry, props in _features(doc):
         try:
             geom = shapely.geometry.shape(geometry)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, GEOSException) as exc:
             raise BorderError(f"invalid geometry: {exc}") from exc
         parts = list(geom.geoms) if isinstance(geom, shapely.MultiLineString) else [geom]
         for part in parts:

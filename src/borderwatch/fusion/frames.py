@@ -24,13 +24,17 @@ class LocalFrame:
     alt_m: float = 0.0
 
     def to_enu(
-        self, lat_deg: FloatArray, lon_deg: FloatArray, alt_m: FloatArray | float = 0.0
+        self, lat_deg: FloatArray, lon_deg: FloatArray, alt_m: FloatArray | float | None = None
     ) -> FloatArray:
-        """WGS-84 → local east/north metres, shape ``(n, 2)`` (the up component is dropped)."""
+        """WGS-84 → local east/north metres, shape ``(n, 2)`` (the up component is dropped).
+
+        ``alt_m`` defaults to the origin's altitude: points given without a height are taken to
+        lie on the tangent plane, not on the ellipsoid (which would shrink them by alt/R).
+        """
         e, n, _u = pymap3d.geodetic2enu(
             np.asarray(lat_deg, dtype=np.float64),
             np.asarray(lon_deg, dtype=np.float64),
-            alt_m,
+            self.alt_m if alt_m is None else alt_m,
             self.lat_deg,
             self.lon_deg,
             self.alt_m,

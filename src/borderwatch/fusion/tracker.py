@@ -77,11 +77,14 @@ class StepResult:
             previous table when nothing was released).
         alerts: border alert events raised by the scans processed in this step, in time order.
         scan_times: times of the scans processed in this step.
+        tables: one table per distinct processed scan time, in time order (``tracks`` is the
+            last); empty when nothing was released.
     """
 
     tracks: TrackTable
     alerts: list[BorderAlert]
     scan_times: list[float]
+    tables: list[TrackTable]
 
 
 class Tracker:
@@ -127,20 +130,25 @@ class Tracker:
         self._pending = self._pending.take(~ready)
         alerts: list[BorderAlert] = []
         times: list[float] = []
-        for t, scan in _scans(released):
+        tables: list[TrackTable] = []
+        scans = _scans(released)
+        for k, (t, scan) in enumerate(scans):
             alerts.extend(self._process_scan(t, scan))
             times.append(t)
+            if k + 1 < len(scans) and scans[k + 1][0] != t:
+                tables.append(self._build_table())
         expired = self._expire(time - self.config.reorder_lag_s)
         alerts.extend(expired)
         if times or expired:
             self._table = self._build_table()
+            tables.append(self._table)
         self.stats.alerts += len(alerts)
-        return StepResult(self._table, alerts, times)
+        return StepResult(self._table, alerts, times, tables)
 
     def flush(self) -> StepResult:
         """Process everything still held in the reorder window (end of a recording)."""
         if len(self._pending) == 0:
-            return StepResult(self._table, [], [])
+            return StepResult(self._table, [], [], [])
         return self.step(
             DetectionBatch.empty(), float(self._pending.t.max()) + self.config.reorder_lag_s
         )
@@ -194,10 +202,7 @@ class Tracker:
         det_xy, det_cov = to_cartesian(scan.z, scan.R, scan.kind, scan.sensor_xy)
         R_pad = padded_noise(scan.R, scan.kind)
         gated = self._gate_pairs(xc, Pc, scan, det_xy, det_cov, R_pad)
-        miss_cost = np.full(len(store), self._gate[2])
-        if len(gated):
-            np.maximum.at(miss_cost, gated.track, self._gate[2] + gated.logdet)
-        assigned = gnn_assign(gated, len(store), len(scan), miss_cost)
+        assigned = gnn_assign(gated, len(store), len(scan), np.full(len(store), _MISS_COST))
         self._update(assigned, scan, R_pad, t)
         free = _initiation_candidates(scan, gated, assigned, len(store))
         alerts: list[BorderAlert] = []
@@ -392,6 +397,12 @@ class Tracker:
             border_segment=segment,
             border_distance_m=distance,
         )
+
+
+#: Cost of leaving a track without a detection. Larger than any gated pair's cost: inside a
+#: cluster the assignment first serves as many tracks as it can, then minimises the total
+#: ``d² + ln det S`` (a well-known track keeps its detection against a wide new one).
+_MISS_COST = 1e6
 
 
 def _initiation_candidates(
