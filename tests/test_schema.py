@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from borderwatch.errors import DetectionRejected, InputError
+from borderwatch.errors import DetectionRejectedError, InputError
 from borderwatch.fusion.borders import BorderKind
 from borderwatch.fusion.detections import DetectionBatch, FloatArray, MeasurementKind, TargetClass
 from borderwatch.fusion.frames import LocalFrame
@@ -469,7 +469,7 @@ def test_local_metres_of_another_origin_are_not_trusted() -> None:
 def test_detection_of_unknown_sensor_is_rejected() -> None:
     batch = DetectionBatch.positions(np.array([1.0]), np.array([[0.0, 0.0]]), np.array([5.0]))
     messages = _to_messages(batch)
-    with pytest.raises(DetectionRejected, match="unknown_sensor"):
+    with pytest.raises(DetectionRejectedError, match="unknown_sensor"):
         detections_to_batch(messages, FRAME, {"radar-1": 0}, EPOCH)
 
 

@@ -34,3 +34,11 @@ class ConfigError(InputError):
 
 class BorderError(InputError):
     """A border geometry that cannot be used (wrong type, too few points, bad tags)."""
+
+
+class DetectionRejectedError(BorderwatchError):
+    """A single detection the fusion core or a converter refuses; ``reason`` is a counter key."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)

@@ -15,7 +15,7 @@ from typing import Final, Literal
 
 import numpy as np
 
-from borderwatch.errors import DetectionRejected
+from borderwatch.errors import DetectionRejectedError
 from borderwatch.fusion.detections import DetectionBatch, FloatArray, MeasurementKind
 from borderwatch.fusion.frames import LocalFrame
 from borderwatch.fusion.outputs import AlertEvent, BorderAlert, TrackTable
@@ -140,7 +140,7 @@ def detections_to_batch(
     ``z = (bearing_rad, nan)`` and ``R = diag(σ_bearing², 0)``; elevation is not used by the core.
 
     Raises:
-        DetectionRejected: a detection's sensor is not in ``sensor_index``
+        DetectionRejectedError: a detection's sensor is not in ``sensor_index``
             (reason ``unknown_sensor``).
         ValueError: ``epoch`` is naive.
     """
@@ -158,7 +158,7 @@ def detections_to_batch(
     for i, d in enumerate(detections):
         sensor_id = d.provenance.sensor_ids[0]
         if sensor_id not in sensor_index:
-            raise DetectionRejected("unknown_sensor", f"{sensor_id!r} (detection {d.msg_id})")
+            raise DetectionRejectedError("unknown_sensor", f"{sensor_id!r} (detection {d.msg_id})")
         sensor[i] = sensor_index[sensor_id]
         m = d.measurement
         if isinstance(m, PositionMeasurement):
