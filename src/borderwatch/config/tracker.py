@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class MotionMode(BaseModel):
@@ -123,18 +123,28 @@ class TrackerConfig(BaseModel):
     max_gate_m: float = Field(
         default=250.0, gt=0, description="Upper bound on a track's gate radius, m."
     )
-    confirm_hits: int = Field(default=3, ge=1, description="M of M-of-N confirmation.")
-    confirm_window: int = Field(
-        default=4, ge=1, description="N of M-of-N: opportunities a tentative track has."
-    )
-    delete_misses: int = Field(
-        default=5,
+    confirm_hits: int = Field(
+        default=3,
         ge=1,
-        description="Consecutive misses (scans of the track's last sensor without a detection) "
-        "after which a confirmed track is deleted.",
+        description="M of M-of-N confirmation: detections a tentative track needs.",
+    )
+    confirm_window_s: float = Field(
+        default=3.5,
+        gt=0,
+        description="N of M-of-N, in time: a tentative track must collect confirm_hits within "
+        "this long after its first detection, or it is deleted, s. 3.5 s is 3 of 4 scans at 1 Hz; "
+        "set it to about (N - 0.5) revisit periods of the slowest sensor.",
+    )
+    tentative_coast_s: float = Field(
+        default=2.5,
+        gt=0,
+        description="Delete a tentative track not updated for this long, s.",
     )
     coast_s: float = Field(
-        default=10.0, gt=0, description="Delete a track not updated for this long, s."
+        default=5.0,
+        gt=0,
+        description="Delete a confirmed track not updated for this long, s (missed detections "
+        "are counted in time, so sensors of different rates and fields of view mix freely).",
     )
     max_position_sigma_m: float = Field(
         default=80.0, gt=0, description="Delete a track whose position 1-σ grows beyond this, m."
@@ -148,12 +158,6 @@ class TrackerConfig(BaseModel):
     crossing: CrossingSettings = Field(
         default_factory=CrossingSettings, description="Border crossing and approach alerts."
     )
-
-    @model_validator(mode="after")
-    def _check_confirmation(self) -> TrackerConfig:
-        if self.confirm_hits > self.confirm_window:
-            raise ValueError("confirm_hits must not exceed confirm_window")
-        return self
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrackerConfig:

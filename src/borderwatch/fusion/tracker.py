@@ -10,8 +10,9 @@ Processing of one sensor scan (all detections with the same time and sensor):
 2. KD-tree pre-gating, Mahalanobis gating and GNN assignment per cluster (:mod:`.association`);
 3. batched mode-matched EKF updates of the assigned tracks;
 4. border decisions on the updated tracks (:mod:`.crossings`);
-5. track management: M-of-N confirmation, deletion after misses, coasting time or covariance
-   growth, and initiation of tentative tracks from unused detections.
+5. track management: M-of-N confirmation (M detections within a time window), deletion after
+   missing detections for a coasting time or on covariance growth, and initiation of tentative
+   tracks from unused detections.
 
 Scans from several sensors at the same time are processed one after the other (sequential
 fusion), so two sensors seeing one target update one track rather than creating two.
@@ -266,18 +267,7 @@ class Tracker:
                 scan.kind[a_det],
                 scan.sensor_xy[a_det],
             )
-        hit = np.zeros(len(s), dtype=bool)
-        hit[a_trk] = True
-        sensor = int(scan.sensor[0])
-        # A miss counts only against the sensor that last saw the track: another sensor whose
-        # field of view does not cover it says nothing about it.
-        missed = ~hit & (s.last_sensor == sensor)
-        s.misses[missed] += 1
-        s.chances[missed & (s.status == TENTATIVE)] += 1
-        s.misses[a_trk] = 0
         s.hits[a_trk] += 1
-        s.chances[a_trk] += 1
-        s.last_sensor[a_trk] = scan.sensor[a_det]
         s.last_t[a_trk] = t
         s.sensor_mask[a_trk] |= np.left_shift(1, np.minimum(scan.sensor[a_det], 62))
         np.add.at(s.cls_evidence, (a_trk, scan.cls[a_det]), scan.cls_conf[a_det])
@@ -286,7 +276,7 @@ class Tracker:
         self.stats.tracks_confirmed += int(promote.sum())
 
     def _expire(self, now: float) -> list[BorderAlert]:
-        """Delete tracks that no scan has updated for ``coast_s`` by ``now``.
+        """Delete stale tracks (see :meth:`_stale`) when time passes without any scan.
 
         Scans that contain no detection at all never reach the tracker, so silence alone must
         be able to end a track (and its alerts).
@@ -294,11 +284,25 @@ class Tracker:
         s = self.store
         if len(s) == 0 or self.time is None:
             return []
-        doomed = now - s.last_t > self.config.coast_s
+        doomed = self._stale(now)
         if not np.any(doomed):
             return []
         xc, Pc = imm.combine(s.x, s.P, s.mu)
         return self._remove(doomed, xc, Pc, max(now, self.time))
+
+    def _stale(self, now: float) -> np.ndarray:
+        """Tracks that missed detections for too long, or failed M-of-N confirmation, by ``now``.
+
+        Misses are counted in time rather than in scans: a scan from a sensor whose field of
+        view does not cover a track says nothing about it, and sensors of different rates mix.
+        """
+        s, c = self.store, self.config
+        silent = now - s.last_t
+        tentative = s.status == TENTATIVE
+        return np.asarray(
+            (tentative & ((silent > c.tentative_coast_s) | (now - s.first_t > c.confirm_window_s)))
+            | (~tentative & (silent > c.coast_s))
+        )
 
     def _delete(self, t: float) -> list[BorderAlert]:
         s, c = self.store, self.config
@@ -306,13 +310,7 @@ class Tracker:
             return []
         xc, Pc = imm.combine(s.x, s.P, s.mu)
         sigma2 = imm.max_eig2(Pc[:, :2, :2])
-        tentative = s.status == TENTATIVE
-        doomed = (
-            (tentative & (s.chances >= c.confirm_window) & (s.hits < c.confirm_hits))
-            | (~tentative & (s.misses >= c.delete_misses))
-            | (t - s.last_t > c.coast_s)
-            | (sigma2 > c.max_position_sigma_m**2)
-        )
+        doomed = self._stale(t) | (sigma2 > c.max_position_sigma_m**2)
         if not np.any(doomed):
             return []
         return self._remove(doomed, xc, Pc, t)

@@ -26,8 +26,7 @@ class TrackStore:
 
     Filter state: ``x (N, M, 4)``, ``P (N, M, 4, 4)``, ``mu (N, M)`` (see
     :mod:`borderwatch.fusion.imm`). Management: ``status`` (tentative/confirmed), ``hits``,
-    ``chances`` (detection opportunities while tentative, for M-of-N), ``misses`` (consecutive
-    scans of ``last_sensor`` without a detection), times, sensor bit mask and class evidence.
+    first and last detection times, the sensor bit mask and class evidence.
     Border state (see :mod:`borderwatch.fusion.crossings`): ``side`` is the side the track is
     established on (0 unknown), ``cross_alert``/``approach_alert`` the ids of open alerts (0 none),
     ``cross_from`` the side a crossing alert started from, ``cross_confirmed_t`` when it was
@@ -40,9 +39,6 @@ class TrackStore:
     mu: FloatArray
     status: IntArray
     hits: IntArray
-    chances: IntArray
-    misses: IntArray
-    last_sensor: IntArray
     first_t: FloatArray
     last_t: FloatArray
     sensor_mask: IntArray
@@ -68,9 +64,6 @@ class TrackStore:
             mu=np.zeros((0, modes)),
             status=zi,
             hits=zi,
-            chances=zi,
-            misses=zi,
-            last_sensor=zi,
             first_t=zf,
             last_t=zf,
             sensor_mask=zi,
@@ -107,9 +100,6 @@ class TrackStore:
             mu=mu,
             status=zi.copy(),
             hits=np.ones(k, dtype=np.int64),
-            chances=np.ones(k, dtype=np.int64),
-            misses=zi.copy(),
-            last_sensor=sensor.astype(np.int64),
             first_t=np.full(k, t),
             last_t=np.full(k, t),
             sensor_mask=np.left_shift(1, np.minimum(sensor, 62)).astype(np.int64),

@@ -164,9 +164,16 @@ def cartesian_detections(batch: DetectionBatch) -> CartesianDetections:
     return CartesianDetections(kept.t, xy, sigma, int(np.count_nonzero(~keep)))
 
 
-def write_truth(path: Path, sim: Simulation) -> None:
-    """truth.csv: ``t,truth_id,x,y,vx,vy`` per live target per scan time, sorted by ``t``."""
+def write_truth(path: Path, sim: Simulation, times: FloatArray | None = None) -> None:
+    """truth.csv: ``t,truth_id,x,y,vx,vy`` per live target per scan time, sorted by ``t``.
+
+    With ``times``, only rows at those times are written: truth.csv then pairs with a
+    detections.csv whose scans happen at exactly those times, so a tracker's output (one table
+    per scan) can be scored at every truth time.
+    """
     truth = sim.truth
+    if times is not None:
+        truth = truth.at_times(times)
     ids = sim.target_ids
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = CsvWriter(handle, TRUTH_COLUMNS)
@@ -261,7 +268,7 @@ def simulate_to_dir(scenario_path: Path, out_dir: Path, seed: int | None) -> dic
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = cartesian_detections(sim.detections())
-    write_truth(out_dir / TRUTH_FILE, sim)
+    write_truth(out_dir / TRUTH_FILE, sim, times=np.unique(rows.t))
     write_detections(out_dir / DETECTIONS_FILE, rows)
     write_border(out_dir / BORDER_FILE, sim)
     result = summary(sim, rows)

@@ -302,6 +302,13 @@ class TruthTable:
         hi = int(np.searchsorted(self.t, t, side="right"))
         return slice(lo, hi)
 
+    def at_times(self, times: FloatArray) -> TruthTable:
+        """The rows sampled at any of ``times`` (exact sample times of the table)."""
+        keep = np.isin(self.t, np.asarray(times, dtype=np.float64))
+        return TruthTable(
+            self.t[keep], self.truth_id[keep], self.xy[keep], self.v[keep], self.cls[keep]
+        )
+
 
 def truth_table(targets: Sequence[SimTarget], times: FloatArray) -> TruthTable:
     """Sample every target at the ``times`` (s, sorted) that fall within its life."""
