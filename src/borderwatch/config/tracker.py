@@ -36,6 +36,8 @@ def _default_modes() -> list[MotionMode]:
     return [
         MotionMode(name="steady", q_m2ps3=0.01, sojourn_s=60.0),
         MotionMode(name="manoeuvre", q_m2ps3=1.0, sojourn_s=5.0),
+        MotionMode(name="turn-left", q_m2ps3=0.3, turn_rate_dps=15.0, sojourn_s=4.0),
+        MotionMode(name="turn-right", q_m2ps3=0.3, turn_rate_dps=-15.0, sojourn_s=4.0),
     ]
 
 
@@ -74,6 +76,12 @@ class CrossingSettings(BaseModel):
         description="The speed towards the far side must also exceed this many standard "
         "deviations of its estimate: a track whose motion across the line is not significant "
         "raises no crossing.",
+    )
+    handover_radius_m: float = Field(
+        default=50.0,
+        ge=0,
+        description="A new track born this close to a confirmed track that missed the current "
+        "scan inherits its border side (0 disables), m.",
     )
     approach_horizon_s: float = Field(
         default=60.0,

@@ -7,7 +7,12 @@ probabilities from the track covariance projected on the border normal
 
 * **Establish**: an unknown side becomes known once P(side) ≥ ``p_establish``.
 * **Crossing (new)**: on an established side, P(far side) ≥ ``p_new`` *and* the track moves
-  towards the far side faster than ``min_normal_speed_mps``. The side flips to the far side.
+  towards the far side significantly (faster than ``min_normal_speed_mps`` and
+  ``normal_speed_sigmas`` standard deviations); or, whatever its motion, P(far side) ≥
+  ``p_confirm`` (a target that crossed and turned along the far bank). The side flips.
+* **Hand-over**: a track born within ``handover_radius_m`` of a confirmed track that has just
+  lost its target inherits that track's side, so a target lost in a sharp turn at the line
+  still raises its crossing.
 * **Confirm (update)**: P(far side) ≥ ``p_confirm``.
 * **Retract (end, reason ``retracted``)**: before confirmation the track is back on its old side
   with P ≥ ``p_establish``: the hysteresis band between ``p_new`` and ``p_establish`` means a
@@ -101,7 +106,8 @@ class BorderMonitor:
         side = int(store.side[i])
         if store.cross_alert[i] == 0 and side != 0:
             p_far = c.p_side(-side)
-            if p_far >= s.p_new and self._moving_across(c, side):
+            strong = p_far >= s.p_confirm
+            if strong or (p_far >= s.p_new and self._moving_across(c, side)):
                 if store.approach_alert[i]:
                     out.append(self._event(c, AlertKind.APPROACH, AlertEvent.END, side, "crossed"))
                     store.approach_alert[i] = 0

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from borderwatch.fusion.detections import FloatArray, IntArray
+from borderwatch.fusion.detections import FloatArray, IntArray, MeasurementKind
 from borderwatch.fusion.models import innovation, measure
-
-_LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 def symmetrize(P: FloatArray) -> FloatArray:
@@ -76,10 +74,12 @@ def predict(
     c = mu @ Pi  # (N, M): predicted mode probabilities
     c_safe = np.maximum(c, 1e-300)
     w = Pi[None, :, :] * mu[:, :, None] / c_safe[:, None, :]  # (N, i, j): μ_{i|j}
-    x0 = np.einsum("nij,nid->njd", w, x)
-    dx = np.swapaxes(x[:, :, None, :] - x0[:, None, :, :], 1, 2)  # (N, j, i, 4)
-    wdx = np.swapaxes(w, 1, 2)[..., None] * dx
-    P0 = np.einsum("nij,niab->njab", w, P) + np.swapaxes(wdx, -1, -2) @ dx
+    wt = np.swapaxes(w, 1, 2)  # (N, j, i)
+    n, m = x.shape[0], x.shape[1]
+    x0 = wt @ x  # (N, j, 4)
+    dx = x[:, None, :, :] - x0[:, :, None, :]  # (N, j, i, 4)
+    wdx = wt[..., None] * dx
+    P0 = (wt @ P.reshape(n, m, 16)).reshape(n, m, 4, 4) + np.swapaxes(wdx, -1, -2) @ dx
     xp = np.einsum("jab,njb->nja", F, x0)
     Pp = F[None] @ P0 @ np.swapaxes(F, -1, -2)[None] + Q[None]
     return xp, symmetrize(Pp), c
@@ -105,7 +105,7 @@ def update(
     kind: IntArray,
     sensor_xy: FloatArray,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Mode-matched EKF update of ``K`` tracks, each with one detection.
+    """Mode-matched update of ``K`` tracks, each with one detection, and new mode probabilities.
 
     Args:
         x, P, mu: predicted estimates of the updated tracks, ``(K, M, 4)`` etc.
@@ -113,9 +113,53 @@ def update(
         kind: measurement kinds ``(K,)``; sensor_xy: sensor positions ``(K, 2)``.
 
     Returns:
-        Updated ``x, P, mu``. The covariance uses the Joseph form, which keeps it symmetric
-        positive definite under rounding.
+        Updated ``x, P, mu``. Position detections (linear, ``H = [I 0]``) take a direct path;
+        range-bearing and bearing-only detections an EKF update in Joseph form.
     """
+    xu = np.empty_like(x)
+    Pu = np.empty_like(P)
+    loglik = np.empty(x.shape[:2])
+    linear = kind == MeasurementKind.POSITION
+    for rows, step in ((linear, _update_linear), (~linear, _update_ekf)):
+        if np.any(rows):
+            xu[rows], Pu[rows], loglik[rows] = step(
+                x[rows], P[rows], z[rows], R[rows], kind[rows], sensor_xy[rows]
+            )
+    loglik -= loglik.max(axis=1, keepdims=True)
+    w = mu * np.exp(loglik)
+    mu_u = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
+    return xu, symmetrize(Pu), mu_u
+
+
+def _update_linear(
+    x: FloatArray,
+    P: FloatArray,
+    z: FloatArray,
+    R: FloatArray,
+    _kind: IntArray,
+    _sensor_xy: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Kalman update for position measurements: ``S = P_pp + R``, ``P⁺ = P - G P_p·``."""
+    PHt = P[..., :, :2]
+    S = symmetrize(P[..., :2, :2] + R[:, None])
+    S_inv, det = inv2(S)
+    G = PHt @ S_inv
+    y = z[:, None, :] - x[..., :2]
+    xu = x + np.einsum("kmab,kmb->kma", G, y)
+    Pu = P - G @ P[..., :2, :]
+    d2 = np.einsum("kma,kmab,kmb->km", y, S_inv, y)
+    return xu, Pu, -0.5 * (d2 + np.log(det))
+
+
+def _update_ekf(
+    x: FloatArray,
+    P: FloatArray,
+    z: FloatArray,
+    R: FloatArray,
+    kind: IntArray,
+    sensor_xy: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """EKF update for range-bearing and bearing-only measurements (Joseph form)."""
     K_, M = x.shape[0], x.shape[1]
     kind_km = np.broadcast_to(kind[:, None], (K_, M))
     zhat, H = measure(x, kind_km, sensor_xy[:, None, :])
@@ -129,11 +173,7 @@ def update(
     I_GH = np.eye(4) - G @ H
     Pu = I_GH @ P @ np.swapaxes(I_GH, -1, -2) + G @ R[:, None] @ np.swapaxes(G, -1, -2)
     d2 = (y[..., None, :] @ S_inv @ y[..., :, None])[..., 0, 0]
-    loglik = -0.5 * (d2 + np.log(det) + 2 * _LOG_2PI)
-    loglik -= loglik.max(axis=1, keepdims=True)
-    w = mu * np.exp(loglik)
-    mu_u = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
-    return xu, symmetrize(Pu), mu_u
+    return xu, Pu, -0.5 * (d2 + np.log(det))
 
 
 def gate_statistics(

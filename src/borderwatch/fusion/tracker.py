@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.spatial import cKDTree
 from scipy.stats import chi2
 
 from borderwatch.config.tracker import TrackerConfig
@@ -31,7 +32,7 @@ from borderwatch.fusion import imm
 from borderwatch.fusion.association import Pairs, candidate_pairs, gnn_assign
 from borderwatch.fusion.borders import Border
 from borderwatch.fusion.crossings import AlertIds, BorderMonitor
-from borderwatch.fusion.detections import DetectionBatch, FloatArray, MeasurementKind
+from borderwatch.fusion.detections import DetectionBatch, FloatArray, IntArray, MeasurementKind
 from borderwatch.fusion.models import (
     measurement_dof,
     mode_transition,
@@ -357,8 +358,30 @@ class Tracker:
             scan.cls[idx],
             scan.cls_conf[idx],
         )
+        if self._monitor is not None:
+            born.side[:] = self._inherited_sides(t, det_xy[idx])
         self.store = self.store.append(born)
         self.stats.tracks_created += k
+
+    def _inherited_sides(self, t: float, xy: FloatArray) -> IntArray:
+        """Border side handed over to new tracks from nearby confirmed tracks that just lost
+        their target.
+
+        A sharp turn at the line can make a track lose its target; the successor track is then
+        born on the far side and would never see a crossing. Inheriting the established side
+        of a coasting confirmed track within ``handover_radius_m`` keeps the crossing visible.
+        """
+        s = self.store
+        sides = np.zeros(xy.shape[0], dtype=np.int64)
+        coasting = np.flatnonzero((s.status == CONFIRMED) & (s.last_t < t) & (s.side != 0))
+        if coasting.size == 0:
+            return sides
+        centre = np.einsum("nj,njd->nd", s.mu[coasting], s.x[coasting])[:, :2]
+        radius = self.config.crossing.handover_radius_m
+        dist, nearest = cKDTree(centre).query(xy, k=1, distance_upper_bound=radius)
+        found = np.isfinite(dist)
+        sides[found] = s.side[coasting[nearest[found]]]
+        return sides
 
     # ----------------------------------------------------------------------------- output
     def _build_table(self) -> TrackTable:
