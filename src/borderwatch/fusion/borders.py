@@ -177,7 +177,7 @@ class Border:
         ab = self.b - self.a
         denom = _cross(dp[:, None, :], ab[None, :, :])
         diff = self.a[None, :, :] - p0[:, None, :]
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             s = _cross(diff, ab[None, :, :]) / denom
             r = _cross(diff, dp[:, None, :]) / denom
         eps = 1e-9

@@ -62,41 +62,44 @@ class BorderMonitor:
 
     def step(
         self, store: TrackStore, xc: FloatArray, Pc: FloatArray, t: float
-    ) -> tuple[list[BorderAlert], BorderProximity, FloatArray]:
+    ) -> tuple[list[BorderAlert], IntArray, BorderProximity]:
         """Update the border state of ``store`` in place; return the alert events of this step.
 
-        Also returns the border proximity and P(left) of every track, for the track table.
+        Only confirmed tracks are considered. Also returns their row indices and their border
+        proximity, which the tracker reuses for its track table.
         """
-        prox = self.border.proximity(xc[:, :2])
-        p_left = prox.p_left(Pc[:, :2, :2])
-        if len(store) == 0:
-            return [], prox, p_left
+        rows = np.flatnonzero(store.status == CONFIRMED)
+        prox = self.border.proximity(xc[rows, :2])
+        if rows.size == 0:
+            return [], rows, prox
+        p_left = prox.p_left(Pc[rows, :2, :2])
         s = self.s
-        confirmed = store.status == CONFIRMED
+        side = store.side[rows]
         # Establish the side of tracks that have none yet.
-        unknown = confirmed & (store.side == 0)
-        store.side[unknown & (p_left >= s.p_establish)] = 1
-        store.side[unknown & (p_left <= 1.0 - s.p_establish)] = -1
+        unknown = side == 0
+        side[unknown & (p_left >= s.p_establish)] = 1
+        side[unknown & (p_left <= 1.0 - s.p_establish)] = -1
+        store.side[rows] = side
 
         g = prox.gradient
-        v_left = np.einsum("ni,ni->n", xc[:, 2:4], g)
-        var_v = np.einsum("ni,nij,nj->n", g, Pc[:, 2:4, 2:4], g)
-        side = store.side
+        v_left = np.einsum("ni,ni->n", xc[rows, 2:4], g)
+        var_v = np.einsum("ni,nij,nj->n", g, Pc[rows, 2:4, 2:4], g)
         p_far = np.where(side == 1, 1.0 - p_left, np.where(side == -1, p_left, 0.0))
         v_far = -side * v_left
         dist = np.abs(prox.signed_distance_m)
-        candidate = confirmed & (side != 0)
+        candidate = side != 0
         interesting = (
-            (store.cross_alert > 0)
-            | (store.approach_alert > 0)
+            (store.cross_alert[rows] > 0)
+            | (store.approach_alert[rows] > 0)
             | (candidate & (p_far >= s.p_new))
             | (candidate & (v_far > s.min_normal_speed_mps) & (dist <= s.approach_max_distance_m))
         )
         alerts: list[BorderAlert] = []
-        for i in np.flatnonzero(interesting).tolist():
-            ctx = _TrackView(store, i, xc[i], Pc[i], t, prox, p_left[i], var_v[i])
+        for k in np.flatnonzero(interesting).tolist():
+            i = int(rows[k])
+            ctx = _TrackView(store, i, xc[i], Pc[i], t, prox, p_left[k], var_v[k], row=k)
             alerts.extend(self._track(ctx))
-        return alerts, prox, p_left
+        return alerts, rows, prox
 
     def _track(self, c: _TrackView) -> list[BorderAlert]:
         s, store, i = self.s, c.store, c.i

@@ -71,6 +71,24 @@ class TrackerStats:
 
 
 @dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """Combined estimates and border proximity of the tracks after the last scan at ``t``
+    (rows in store order; births appended after it are not covered)."""
+
+    t: float
+    xc: FloatArray
+    Pc: FloatArray
+    segment: IntArray
+    distance: FloatArray
+
+    def without(self, doomed: np.ndarray) -> _Snapshot:
+        keep = ~doomed[: len(self.xc)]
+        return _Snapshot(
+            self.t, self.xc[keep], self.Pc[keep], self.segment[keep], self.distance[keep]
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class StepResult:
     """Output of :meth:`Tracker.step`.
 
@@ -114,6 +132,7 @@ class Tracker:
             ]
         )
         self._table = TrackTable.empty(0.0, len(self.modes))
+        self._snapshot: _Snapshot | None = None
 
     # ----------------------------------------------------------------------------- public API
     def step(self, detections: DetectionBatch, time: float) -> StepResult:
@@ -207,12 +226,18 @@ class Tracker:
         assigned = gnn_assign(gated, len(store), len(scan), np.full(len(store), _MISS_COST))
         self._update(assigned, scan, R_pad, t)
         free = _initiation_candidates(scan, gated, assigned, len(store))
+        xc, Pc = imm.combine(store.x, store.P, store.mu)
+        segment = np.full(len(store), -1, dtype=np.int64)
+        distance = np.full(len(store), np.nan)
         alerts: list[BorderAlert] = []
         if self._monitor is not None and len(store):
-            xc, Pc = imm.combine(store.x, store.P, store.mu)
-            step_alerts, _prox, _p_left = self._monitor.step(store, xc, Pc, t)
+            step_alerts, rows, prox = self._monitor.step(store, xc, Pc, t)
+            segment[rows] = prox.segment
+            distance[rows] = prox.signed_distance_m
             alerts.extend(step_alerts)
-        alerts.extend(self._delete(t))
+        # The table of this scan reuses these estimates (births come after them, tentative).
+        self._snapshot = _Snapshot(t, xc, Pc, segment, distance)
+        alerts.extend(self._delete(t, xc, Pc))
         self._initiate(t, scan, det_xy, det_cov, free)
         return alerts
 
@@ -305,11 +330,10 @@ class Tracker:
             | (~tentative & (silent > c.coast_s))
         )
 
-    def _delete(self, t: float) -> list[BorderAlert]:
+    def _delete(self, t: float, xc: FloatArray, Pc: FloatArray) -> list[BorderAlert]:
         s, c = self.store, self.config
         if len(s) == 0:
             return []
-        xc, Pc = imm.combine(s.x, s.P, s.mu)
         sigma2 = imm.max_eig2(Pc[:, :2, :2])
         doomed = self._stale(t) | (sigma2 > c.max_position_sigma_m**2)
         if not np.any(doomed):
@@ -325,6 +349,8 @@ class Tracker:
             alerts = self._monitor.end_lost(s, np.flatnonzero(doomed), xc, Pc, t)
         self.stats.tracks_deleted += int(doomed.sum())
         self.store = s.select(~doomed)
+        if self._snapshot is not None:
+            self._snapshot = self._snapshot.without(doomed)
         return alerts
 
     def _initiate(
@@ -390,17 +416,23 @@ class Tracker:
         sel = np.flatnonzero(s.status == CONFIRMED)
         if sel.size == 0:
             return TrackTable.empty(t, len(self.modes))
-        xc, Pc = imm.combine(s.x[sel], s.P[sel], s.mu[sel])
+        snap = self._snapshot
+        if snap is not None and snap.t == t and sel.max() < len(snap.xc):
+            xc, Pc = snap.xc[sel], snap.Pc[sel]
+            segment, distance = snap.segment[sel], snap.distance[sel]
+        else:
+            xc, Pc = imm.combine(s.x[sel], s.P[sel], s.mu[sel])
+            segment = np.full(sel.size, -1, dtype=np.int64)
+            distance = np.full(sel.size, np.nan)
+            if self.border is not None:
+                prox = self.border.proximity(xc[:, :2])
+                segment, distance = prox.segment, prox.signed_distance_m
         evidence = s.cls_evidence[sel]
         total = evidence.sum(axis=1)
         cls_conf = np.where(total > 0, evidence.max(axis=1) / np.maximum(total, 1e-12), 0.0)
         if self.border is not None:
-            prox = self.border.proximity(xc[:, :2])
-            segment, distance = prox.segment, prox.signed_distance_m
             side = np.where(s.side[sel] != 0, s.side[sel], np.where(distance >= 0, 1, -1))
         else:
-            segment = np.full(sel.size, -1, dtype=np.int64)
-            distance = np.full(sel.size, np.nan)
             side = np.zeros(sel.size, dtype=np.int64)
         return TrackTable(
             t=t,
