@@ -20,7 +20,7 @@ from borderwatch.errors import BorderwatchError
 
 log = logging.getLogger("borderwatch")
 
-DEFAULT_DEMO_SCENARIO = Path("config/scenarios/green-night-patrol.yaml")
+DEFAULT_DEMO_SCENARIO = "green-night-patrol"
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -151,9 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("demo", help="simulate, track and score a scenario end to end")
-    p.add_argument("--scenario", type=Path, default=DEFAULT_DEMO_SCENARIO)
-    p.add_argument("--out", type=Path, default=Path("build/demo"))
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--scenario",
+        default=DEFAULT_DEMO_SCENARIO,
+        help="scenario file or shipped scenario name (default: %(default)s)",
+    )
+    p.add_argument("--out", type=Path, default=Path("build/demo"), help="output directory")
+    p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     p.set_defaults(func=_cmd_demo)
     return parser
 

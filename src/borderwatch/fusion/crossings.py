@@ -175,12 +175,14 @@ class BorderMonitor:
                 store.alert_t[i] = t
                 return [self._event(c, AlertKind.APPROACH, AlertEvent.NEW, side, ttc=ttc)]
             return []
-        # Hysteresis: raised on a significant approach, ended only when clearly turned away.
-        if v <= 0 or ttc > 2.0 * s.approach_horizon_s:
+        # Hysteresis: raised on a significant approach, ended only when clearly turned away,
+        # and not before it has stood for one update interval (slow walkers dither).
+        turned = v <= 0 or ttc > 2.0 * s.approach_horizon_s
+        if turned and t - float(store.alert_t[i]) >= s.update_interval_s:
             event = self._event(c, AlertKind.APPROACH, AlertEvent.END, side, "turned_away")
             store.approach_alert[i] = 0
             return [event]
-        if t - float(store.alert_t[i]) >= s.update_interval_s:
+        if not turned and t - float(store.alert_t[i]) >= s.update_interval_s:
             store.alert_t[i] = t
             return [self._event(c, AlertKind.APPROACH, AlertEvent.UPDATE, side, ttc=ttc)]
         return []
