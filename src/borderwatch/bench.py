@@ -17,7 +17,8 @@ from __future__ import annotations
 import gc
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,14 +36,21 @@ QUALITY_SCENARIOS = ("crossings-100", "green-night-patrol", "river-crossing")
 IMM_COMPARISON = ("manoeuvring-walkers", "green-night-patrol")
 
 
-def pin_to_one_core() -> int | None:
-    """Run this process on one CPU so figures are per core; returns the CPU, or None."""
+@contextmanager
+def one_core() -> Iterator[int | None]:
+    """Run the block on one CPU so figures are per core (yields the CPU, or None when the
+    platform cannot pin); the previous affinity is restored afterwards."""
     try:
-        cpu = min(os.sched_getaffinity(0))
+        before = os.sched_getaffinity(0)
+        cpu = min(before)
         os.sched_setaffinity(0, {cpu})
     except (AttributeError, OSError):
-        return None
-    return cpu
+        yield None
+        return
+    try:
+        yield cpu
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def speed_scenario(targets: int, scans: int, seed: int) -> Scenario:
@@ -183,11 +191,11 @@ def run_bench(
 ) -> dict[str, Any]:
     """Measure everything; returns figures and a printable ``text``."""
     say = progress or (lambda _msg: None)
-    cpu = pin_to_one_core()
     speed = []
-    for n in targets:
-        say(f"speed: {n} targets")
-        speed.append(measure_speed(n, scans, seed))
+    with one_core() as cpu:
+        for n in targets:
+            say(f"speed: {n} targets")
+            speed.append(measure_speed(n, scans, seed))
     result: dict[str, Any] = {
         "cpu": cpu,
         "speed": [_fields(f) for f in speed],
