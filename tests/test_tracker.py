@@ -329,3 +329,104 @@ def test_tracker_without_border_raises_no_alerts():
     _, results = run(tracker, n=10, steps=20)
     assert all(not r.alerts for r in results)
     assert np.all(results[-1].tracks.border_segment == -1)
+
+
+# --- Property tests: the tracker's invariants on arbitrary (including hostile) input ---------
+
+_value = st.one_of(
+    st.floats(-2000, 2000),
+    st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -1.0, 1e300]),
+)
+
+
+@st.composite
+def detection_streams(draw):
+    """Scans at non-decreasing (sometimes repeated, sometimes backwards) times, each with a few
+    detections of any kind, values and covariances that may be garbage."""
+    scans = []
+    t = 0.0
+    for _ in range(draw(st.integers(1, 12))):
+        t += draw(st.sampled_from([0.0, 0.3, 1.0, 2.5, -0.7]))
+        n = draw(st.integers(0, 6))
+        kind = np.array(draw(st.lists(st.sampled_from([0, 0, 0, 1, 2, 7]), min_size=n, max_size=n)))
+        z = np.array(draw(st.lists(st.tuples(_value, _value), min_size=n, max_size=n))).reshape(
+            n, 2
+        )
+        sig = np.array(
+            draw(st.lists(st.sampled_from([3.0, 5.0, 0.0, -2.0, np.nan]), min_size=n, max_size=n))
+        )
+        R = np.zeros((n, 2, 2))
+        R[:, 0, 0] = sig * np.abs(sig)
+        R[:, 1, 1] = np.where(kind == 0, sig * np.abs(sig), 1e-4)
+        batch = DetectionBatch(
+            t=np.full(n, t),
+            kind=kind.astype(np.int64).reshape(n),
+            z=np.where(kind[:, None] == 1, np.abs(z), z) if n else z,
+            R=R,
+            sensor_xy=np.zeros((n, 2)),
+            sensor=np.zeros(n, dtype=np.int64),
+        )
+        scans.append((t, batch))
+    return scans
+
+
+def _run_stream(scans, border=None):
+    tracker = Tracker(border=border)
+    outputs = []
+    for t, batch in scans:
+        result = tracker.step(batch, t)
+        outputs.append(
+            (result.tracks.track_id.tobytes(), result.tracks.x.tobytes(), len(result.alerts))
+        )
+    return tracker, outputs
+
+
+@settings(max_examples=60, deadline=None)
+@given(detection_streams())
+def test_any_detection_stream_leaves_the_tracker_consistent_and_deterministic(scans):
+    border = Border([np.array([[0.0, -3000.0], [0.0, 3000.0]])], [BorderKind.GREEN], ["line"])
+    tracker, first = _run_stream(scans, border)
+    _, second = _run_stream(scans, border)
+    assert first == second  # same input, same output, bit for bit
+    s = tracker.store
+    received = sum(len(b) for _, b in scans)
+    rejected = sum(tracker.stats.rejected.values())
+    assert tracker.stats.detections_processed + rejected == received
+    assert np.all(np.isfinite(s.x))
+    assert np.all(np.isfinite(s.P))
+    np.testing.assert_allclose(s.mu.sum(axis=1), 1.0)
+    P = s.P.reshape(-1, 4, 4)
+    np.testing.assert_allclose(P, np.swapaxes(P, -1, -2), atol=1e-9)
+    assert np.all(np.linalg.eigvalsh(P) > 0), "a covariance lost positive definiteness"
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40))
+def test_covariances_stay_positive_definite_on_long_noisy_runs(seed, n_targets):
+    rng = np.random.default_rng(seed)
+    pos, vel = rng.uniform(-800, 800, (n_targets, 2)), rng.normal(0, 3, (n_targets, 2))
+    tracker = Tracker()
+    t = 0.0
+    for _ in range(40):
+        t += float(rng.choice([0.2, 1.0, 3.0]))
+        tracker.step(scan(rng, pos + vel * t, t, clutter=3.0, area=1500), t)
+    P = tracker.store.P.reshape(-1, 4, 4)
+    assert np.all(np.linalg.eigvalsh(P) > 0)
+    np.testing.assert_allclose(P, np.swapaxes(P, -1, -2), atol=1e-9)
+
+
+def test_implausible_values_are_rejected_as_out_of_range():
+    n = 4
+    batch = DetectionBatch(
+        t=np.zeros(n),
+        kind=np.array([0, 1, 1, 2], dtype=np.int64),
+        # a position 10^300 m away, a radar range of 0.5 m, a bearing of 100 rad twice
+        z=np.array([[1e300, 0.0], [0.5, 0.1], [500.0, 100.0], [100.0, np.nan]]),
+        R=np.tile(np.diag([4.0, 1e-4]), (n, 1, 1)),
+        sensor_xy=np.zeros((n, 2)),
+        sensor=np.zeros(n, dtype=np.int64),
+    )
+    tracker = Tracker()
+    tracker.step(batch, 0.0)
+    assert tracker.stats.rejected == {"out_of_range": 4}
+    assert len(tracker.store) == 0

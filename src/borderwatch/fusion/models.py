@@ -125,7 +125,7 @@ def innovation(z: FloatArray, zhat: FloatArray, kind: IntArray) -> FloatArray:
     """``z - h(x)`` with bearing components wrapped; bearing-only's padding component is 0."""
     kind = np.broadcast_to(kind, zhat.shape[:-1])
     y = np.broadcast_to(z, zhat.shape) - zhat
-    y = np.where(np.isnan(y), 0.0, y)
+    y = np.where(np.isfinite(y), y, 0.0)  # only the unused padding can be non-finite
     rb = kind == MeasurementKind.RANGE_BEARING
     bo = kind == MeasurementKind.BEARING_ONLY
     y[..., 1] = np.where(rb, wrap_angle(y[..., 1]), np.where(bo, 0.0, y[..., 1]))

@@ -192,10 +192,16 @@ class Tracker:
         det = R[:, 0, 0] * R[:, 1, 1] - R[:, 0, 1] * R[:, 1, 0]
         sym = np.abs(R[:, 0, 1] - R[:, 1, 0]) <= 1e-9 * np.maximum(1.0, np.abs(R[:, 0, 1]))
         r_ok &= bo | (r2 & (det > 0) & sym)
+        r_ok &= (R[:, 0, 0] <= _MAX_VARIANCE) & (bo | (R[:, 1, 1] <= _MAX_VARIANCE))
         known = np.isin(d.kind, [k.value for k in MeasurementKind])
         polar = d.kind != MeasurementKind.POSITION
-        sensor_ok = ~polar | np.all(np.isfinite(d.sensor_xy), axis=1)
-        range_ok = (d.kind != MeasurementKind.RANGE_BEARING) | (d.z[:, 0] > 0)
+        sensor_ok = ~polar | np.all(np.abs(d.sensor_xy) <= _MAX_COORD_M, axis=1)
+        rb = d.kind == MeasurementKind.RANGE_BEARING
+        position = d.kind == MeasurementKind.POSITION
+        range_ok = ~rb | ((d.z[:, 0] >= _MIN_RANGE_M) & (d.z[:, 0] <= _MAX_COORD_M))
+        range_ok &= ~position | np.all(np.abs(d.z) <= _MAX_COORD_M, axis=1)
+        range_ok &= ~bo | (np.abs(d.z[:, 0]) <= 4 * np.pi)
+        range_ok &= ~rb | (np.abs(d.z[:, 1]) <= 4 * np.pi)
         # Checks in order of precedence: the first failing one names the reason.
         for ok, reason in (
             (known, "unknown_model"),
@@ -368,7 +374,7 @@ class Tracker:
         x = np.zeros((k, m, 4))
         x[:, :, :2] = det_xy[idx, None, :]
         P = np.zeros((k, m, 4, 4))
-        P[:, :, :2, :2] = det_cov[idx, None]
+        P[:, :, :2, :2] = det_cov[idx, None] + _MIN_INITIAL_VARIANCE_M2 * np.eye(2)
         var_v = self.config.initial_speed_sigma_mps**2
         P[:, :, 2, 2] = var_v
         P[:, :, 3, 3] = var_v
@@ -451,6 +457,14 @@ class Tracker:
             border_distance_m=distance,
         )
 
+
+#: Plausibility limits: a local tangent plane is only meaningful within a few hundred km, a
+#: sensor's 1-σ beyond 10,000 km says nothing, and a radar cannot measure a range below 1 m.
+_MAX_COORD_M = 1e7
+_MAX_VARIANCE = 1e14
+_MIN_RANGE_M = 1.0
+#: Smallest position variance a new track starts with (1 cm², against degenerate conversions).
+_MIN_INITIAL_VARIANCE_M2 = 1e-4
 
 #: Cost of leaving a track without a detection. Larger than any gated pair's cost: inside a
 #: cluster the assignment first serves as many tracks as it can, then minimises the total
