@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -174,17 +175,20 @@ def test_invalid_border_json_reports_its_line(
 
 
 @pytest.mark.parametrize("flag", ["--alerts", "--approach-alerts"])
-def test_alert_files_need_a_border(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str
+def test_alert_files_without_a_border_hold_only_their_header(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, flag: str
 ) -> None:
-    det = write_detections(tmp_path / "detections.csv", [(0, 1, 2, 3)])
+    rows = [(t, 10.0 * t, 5.0, 3.0) for t in range(8)]
+    det = write_detections(tmp_path / "detections.csv", rows)
     argv = ["track", "--detections", str(det), "--out", str(tmp_path / "tracks.csv")]
-    rc = main([*argv, flag, str(tmp_path / "alerts.csv")])
-    err = capsys.readouterr().err
-    assert rc == 2
-    assert "borderwatch track: error: " in err
-    assert "--border" in err
-    assert not (tmp_path / "alerts.csv").exists()
+    with caplog.at_level(logging.WARNING):
+        rc = main([*argv, flag, str(tmp_path / "alerts.csv")])
+    assert rc == 0
+    header = (tmp_path / "alerts.csv").read_text().splitlines()
+    assert len(header) == 1
+    assert header[0].startswith("t,track_id,event,direction,x,y,p_cross")
+    assert "no --border" in caplog.text
+    assert len(read_tracks(tmp_path / "tracks.csv").t) > 0
 
 
 # ------------------------------------------------------------------------------ good input

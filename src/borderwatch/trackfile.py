@@ -8,6 +8,7 @@ file of their own.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -25,6 +26,8 @@ from borderwatch.fusion.tracker import StepResult, Tracker
 
 APPROACH_COLUMNS = (*ALERT_COLUMNS, "time_to_cross_s")
 
+log = logging.getLogger(__name__)
+
 
 def track_files(
     detections: Path,
@@ -36,13 +39,13 @@ def track_files(
 ) -> dict[str, object]:
     """Track ``detections`` and write the contract files; returns a summary for the log.
 
-    Raises :class:`InputError` (naming file and line) for a bad detections or border file, and
-    when alerts are requested without a border.
+    Raises :class:`InputError` (naming file and line) for a bad detections or border file.
+    Without a border there are no crossings: alert files are written with their header only.
     """
     table = read_detections(detections)
     geometry = load_border(border) if border is not None else None
     if geometry is None and (alerts_out is not None or approach_out is not None):
-        raise InputError("--alerts needs --border: crossings are defined by a border line")
+        log.warning("no --border given: alert files will hold only their header")
     tracker = Tracker(config, geometry)
     rows = alerts = 0
     with ExitStack() as stack:
