@@ -71,7 +71,7 @@ def _read_rows(
     except OSError as exc:
         raise InputError(f"cannot open: {exc.strerror}", path=path) from exc
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark, as spreadsheets write, is fine
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise InputError(f"not UTF-8 text: {exc.reason}", path=path, line=line) from None
