@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from borderwatch.schema import (
     EnuOrigin,
     MessageError,
     NodeState,
+    Publisher,
     TargetClassName,
     Track,
     TrackStatus,
@@ -51,6 +53,16 @@ from borderwatch.schema.reference import TABLE_MODELS, examples, generated_block
 FRAME = LocalFrame(42.2, 19.2, 8.0)
 EPOCH = datetime(2025, 6, 14, tzinfo=UTC)
 SENSORS = ["gps-1", "radar-1", "thermal-1"]
+PUBLISHER = Publisher(
+    frame=FRAME,
+    node_id="boat-2",
+    epoch=EPOCH,
+    sensor_ids=SENSORS,
+    software_version="0.1.0",
+    simulated=False,
+    exercise=False,
+)
+IN_EXERCISE = replace(PUBLISHER, exercise=True)
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "schema.md"
 
 EXAMPLES = examples()
@@ -389,7 +401,7 @@ frames = st.builds(
 
 
 def _to_messages(batch: DetectionBatch, frame: LocalFrame = FRAME) -> list[Detection]:
-    return batch_to_detections(batch, frame, SENSORS, "boat-2", EPOCH, False, True, "0.1.0")
+    return batch_to_detections(batch, replace(IN_EXERCISE, frame=frame))
 
 
 def _sensor_index() -> dict[str, int]:
@@ -478,7 +490,22 @@ def test_conversions_need_an_aware_epoch() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         detections_to_batch([], FRAME, {}, naive)
     with pytest.raises(ValueError, match="timezone-aware"):
-        batch_to_detections(DetectionBatch.empty(), FRAME, SENSORS, "n", naive, False, False, "1")
+        replace(PUBLISHER, epoch=naive)
+
+
+def test_publisher_is_checked_like_provenance() -> None:
+    cest = EPOCH.astimezone(timezone(timedelta(hours=2)))
+    publisher = replace(PUBLISHER, epoch=cest)
+    assert publisher.epoch == EPOCH
+    assert publisher.epoch.tzinfo is UTC
+    assert publisher.sensor_ids == tuple(SENSORS)
+    for bad in ("", "boat:2"):
+        with pytest.raises(ValidationError, match="node_id"):
+            replace(PUBLISHER, node_id=bad)
+    with pytest.raises(ValidationError, match="software_version"):
+        replace(PUBLISHER, software_version="")
+    with pytest.raises(ValidationError, match="must be unique"):
+        replace(PUBLISHER, sensor_ids=["radar-1", "radar-1"])
 
 
 def test_epoch_in_another_zone_is_the_same_instant() -> None:
@@ -513,7 +540,7 @@ def test_detections_carry_provenance_and_wire_units() -> None:
         cls=np.array([TargetClass.PERSON], dtype=np.int64),
         cls_conf=np.array([0.7]),
     )
-    (d,) = batch_to_detections(batch, FRAME, SENSORS, "boat-2", EPOCH, True, False, "0.2.0")
+    (d,) = batch_to_detections(batch, replace(PUBLISHER, simulated=True, software_version="0.2.0"))
     m = d.measurement
     assert m.model == "bearing_only"
     assert m.bearing_deg == pytest.approx(270.0)
@@ -521,6 +548,7 @@ def test_detections_carry_provenance_and_wire_units() -> None:
     assert d.provenance.sensor_ids == ("thermal-1",)
     assert d.provenance.node_id == "boat-2"
     assert (d.provenance.simulated, d.provenance.exercise) == (True, False)
+    assert d.provenance.software_version == "0.2.0"
     assert d.class_hint.label is TargetClassName.PERSON
     assert d.enu_origin == EnuOrigin(lat_deg=42.2, lon_deg=19.2, alt_m=8.0)
 
@@ -532,9 +560,7 @@ def test_msg_ids_are_ulids_and_replaceable() -> None:
     assert abs((msg_id_time(a) - datetime.now(UTC)).total_seconds()) < 5
     ids = iter(["01JXPQ7R0AS7H2X6W4M9ZB3C5D", "01JXPQ7R0AS7H2X6W4M9ZB3C5E"])
     batch = DetectionBatch.positions(np.zeros(2), np.zeros((2, 2)), np.ones(2))
-    messages = batch_to_detections(
-        batch, FRAME, SENSORS, "boat-2", EPOCH, False, False, "1", make_msg_id=lambda: next(ids)
-    )
+    messages = batch_to_detections(batch, replace(PUBLISHER, make_msg_id=lambda: next(ids)))
     assert [d.msg_id for d in messages] == [
         "01JXPQ7R0AS7H2X6W4M9ZB3C5D",
         "01JXPQ7R0AS7H2X6W4M9ZB3C5E",
@@ -567,17 +593,7 @@ def _table(
 
 
 def _tracks(table: TrackTable, **kwargs: Any) -> list[Track]:
-    return tracks_from_table(
-        table,
-        FRAME,
-        "boat-2",
-        EPOCH,
-        sensor_ids=SENSORS,
-        software_version="0.1.0",
-        simulated=False,
-        exercise=False,
-        **kwargs,
-    )
+    return tracks_from_table(table, PUBLISHER, **kwargs)
 
 
 @st.composite
@@ -672,17 +688,7 @@ def _core_alert(
 
 
 def _alert(core: BorderAlert, previous: Alert | None = None) -> Alert:
-    return alert_from_core(
-        core,
-        FRAME,
-        "boat-2",
-        EPOCH,
-        sensor_ids=SENSORS,
-        software_version="0.1.0",
-        simulated=False,
-        exercise=True,
-        previous=previous,
-    )
+    return alert_from_core(core, IN_EXERCISE, previous=previous)
 
 
 def test_alert_lifecycle_from_core() -> None:

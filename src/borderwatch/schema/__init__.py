@@ -23,6 +23,7 @@ from borderwatch.schema.common import (
     new_msg_id,
 )
 from borderwatch.schema.convert import (
+    Publisher,
     alert_from_core,
     batch_to_detections,
     detections_to_batch,
@@ -73,6 +74,7 @@ __all__ = [
     "NodeStatus",
     "PositionMeasurement",
     "Provenance",
+    "Publisher",
     "QueueState",
     "RangeBearingMeasurement",
     "SensorState",

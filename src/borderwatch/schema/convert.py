@@ -3,14 +3,16 @@
 Pure functions: no I/O and no clock. Message times are ``epoch + t`` seconds of the core's time
 axis; positions go through the deployment's :class:`~borderwatch.fusion.frames.LocalFrame`;
 angles are degrees on the wire and radians in the core. The only source of variation is the
-``msg_id`` generator, which callers may replace (``make_msg_id``) to reproduce ids exactly.
+``msg_id`` generator, which a :class:`Publisher` may replace (``make_msg_id``) to reproduce ids
+exactly.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 import numpy as np
@@ -70,6 +72,65 @@ def seconds_since(time: datetime, epoch: datetime) -> float:
 def time_at(t: float, epoch: datetime) -> datetime:
     """The instant ``t`` seconds after ``epoch`` (rounded to the microsecond)."""
     return epoch + timedelta(seconds=float(t))
+
+
+# ------------------------------------------------------------------------------ publisher
+
+
+@dataclass(frozen=True, slots=True)
+class Publisher:
+    """Who publishes the messages made from the core's arrays, and the axes those arrays use.
+
+    One value per node (or centre) and run, handed to :func:`batch_to_detections`,
+    :func:`tracks_from_table` and :func:`alert_from_core`. Construction checks the fields as
+    every message's :class:`~borderwatch.schema.common.Provenance` would, so a bad node id or
+    version fails here rather than at the first message; ``epoch`` is normalised to UTC and
+    ``sensor_ids`` to a tuple.
+
+    Raises:
+        ValueError: ``epoch`` is naive, or ``node_id``, ``sensor_ids`` (each, and unique) or
+            ``software_version`` is not valid on the wire (pydantic's ``ValidationError``).
+    """
+
+    frame: LocalFrame
+    """The deployment's local east-north-up plane: core positions are metres east/north of it."""
+
+    node_id: str
+    """Node id from configuration (no ``:``); prefixes track and alert ids, ``boat-2:417``."""
+
+    epoch: datetime
+    """The instant of ``t = 0`` on the core's time axis; core times are seconds after it (UTC)."""
+
+    sensor_ids: Sequence[str]
+    """Sensor ids by core sensor index: ``sensor_ids[k]`` is sensor ``k`` (and mask bit ``k``)."""
+
+    software_version: str
+    """Version of the software that makes the messages, e.g. ``0.3.1``."""
+
+    simulated: bool
+    """True when the data comes from a simulator, not from the real world."""
+
+    exercise: bool
+    """True when published during a declared exercise or joint operation."""
+
+    make_msg_id: Callable[[], str] = field(default=new_msg_id)
+    """Makes each message's ``msg_id``; replace it to reproduce ids exactly (replays, tests)."""
+
+    def __post_init__(self) -> None:
+        _require_aware(self.epoch)
+        object.__setattr__(self, "epoch", self.epoch.astimezone(UTC))
+        object.__setattr__(self, "sensor_ids", tuple(self.sensor_ids))
+        self.provenance(tuple(self.sensor_ids))
+
+    def provenance(self, sensor_ids: tuple[str, ...]) -> Provenance:
+        """The provenance of a message to which the sensors ``sensor_ids`` contributed."""
+        return Provenance(
+            node_id=self.node_id,
+            sensor_ids=sensor_ids,
+            software_version=self.software_version,
+            simulated=self.simulated,
+            exercise=self.exercise,
+        )
 
 
 # ------------------------------------------------------------------------------ positions
@@ -205,29 +266,19 @@ def _measurement(
     )
 
 
-def batch_to_detections(
-    batch: DetectionBatch,
-    frame: LocalFrame,
-    sensor_ids: Sequence[str],
-    node_id: str,
-    epoch: datetime,
-    simulated: bool,
-    exercise: bool,
-    software_version: str,
-    *,
-    make_msg_id: Callable[[], str] = new_msg_id,
-) -> list[Detection]:
+def batch_to_detections(batch: DetectionBatch, publisher: Publisher) -> list[Detection]:
     """The core's :class:`DetectionBatch` → Detection messages, one per row, in order.
 
-    ``sensor_ids[batch.sensor[i]]`` names row ``i``'s sensor. Positions carry both WGS-84 and
-    ``frame`` metres (with ``enu_origin``); bearings are wrapped to [0, 360) degrees.
+    ``publisher.sensor_ids[batch.sensor[i]]`` names row ``i``'s sensor. Positions carry both
+    WGS-84 and ``publisher.frame`` metres (with ``enu_origin``); bearings are wrapped to
+    [0, 360) degrees.
 
     Raises:
-        ValueError: ``epoch`` is naive, a sensor index has no id, a range-bearing row has
-            correlated noise, or a row does not make a valid message (pydantic's
-            ``ValidationError``, e.g. a NaN or a negative variance).
+        ValueError: a sensor index has no id, a range-bearing row has correlated noise, or a
+            row does not make a valid message (pydantic's ``ValidationError``, e.g. a NaN or a
+            negative variance).
     """
-    _require_aware(epoch)
+    frame, sensor_ids = publisher.frame, publisher.sensor_ids
     origin = EnuOrigin.from_frame(frame)
     is_position = (batch.kind == MeasurementKind.POSITION)[:, None]
     points = _geo_points(frame, np.where(is_position, batch.z, batch.sensor_xy))
@@ -239,17 +290,11 @@ def batch_to_detections(
         if k not in provenance:
             if not 0 <= k < len(sensor_ids):
                 raise ValueError(f"row {i}: sensor index {k} has no id in sensor_ids")
-            provenance[k] = Provenance(
-                node_id=node_id,
-                sensor_ids=(sensor_ids[k],),
-                software_version=software_version,
-                simulated=simulated,
-                exercise=exercise,
-            )
+            provenance[k] = publisher.provenance((sensor_ids[k],))
         out.append(
             Detection(
-                msg_id=make_msg_id(),
-                time=time_at(batch.t[i], epoch),
+                msg_id=publisher.make_msg_id(),
+                time=time_at(batch.t[i], publisher.epoch),
                 measurement=_measurement(
                     MeasurementKind(int(batch.kind[i])), batch.z[i], R[i], points[i], i
                 ),
@@ -293,27 +338,17 @@ def _border(segment: int, side: int, distance_m: float) -> BorderRelation | None
 
 
 def tracks_from_table(
-    table: TrackTable,
-    frame: LocalFrame,
-    node_id: str,
-    epoch: datetime,
-    *,
-    sensor_ids: Sequence[str],
-    software_version: str,
-    simulated: bool,
-    exercise: bool,
-    coast_after_s: float = COAST_AFTER_S,
-    make_msg_id: Callable[[], str] = new_msg_id,
+    table: TrackTable, publisher: Publisher, *, coast_after_s: float = COAST_AFTER_S
 ) -> list[Track]:
     """Confirmed tracks of a :class:`TrackTable` → Track messages, one per row, in order.
 
     Track ids become ``"{node_id}:{track_id}"``; a track is ``coasting`` when its last
-    detection is more than ``coast_after_s`` older than the table, else ``confirmed``;
+    detection is more than ``coast_after_s`` seconds older than the table, else ``confirmed``;
     contributing sensors come from the sensor mask (:func:`sensors_from_mask`).
     """
-    _require_aware(epoch)
-    origin = EnuOrigin.from_frame(frame)
-    points = _geo_points(frame, table.x[:, :2])
+    node_id, epoch = publisher.node_id, publisher.epoch
+    origin = EnuOrigin.from_frame(publisher.frame)
+    points = _geo_points(publisher.frame, table.x[:, :2])
     P = _symmetric(table.P)
     time = time_at(table.t, epoch)
     out = []
@@ -321,7 +356,7 @@ def tracks_from_table(
         coasting = table.t - float(table.last_update_t[i]) > coast_after_s
         out.append(
             Track(
-                msg_id=make_msg_id(),
+                msg_id=publisher.make_msg_id(),
                 time=time,
                 track_id=f"{node_id}:{int(table.track_id[i])}",
                 status=TrackStatus.COASTING if coasting else TrackStatus.CONFIRMED,
@@ -341,12 +376,8 @@ def tracks_from_table(
                     int(table.side[i]),
                     float(table.border_distance_m[i]),
                 ),
-                provenance=Provenance(
-                    node_id=node_id,
-                    sensor_ids=sensors_from_mask(int(table.sensor_mask[i]), sensor_ids),
-                    software_version=software_version,
-                    simulated=simulated,
-                    exercise=exercise,
+                provenance=publisher.provenance(
+                    sensors_from_mask(int(table.sensor_mask[i]), publisher.sensor_ids)
                 ),
                 enu_origin=origin,
             )
@@ -366,17 +397,7 @@ def _direction(value: str) -> Literal["left_to_right", "right_to_left"]:
 
 
 def alert_from_core(
-    alert: BorderAlert,
-    frame: LocalFrame,
-    node_id: str,
-    epoch: datetime,
-    *,
-    sensor_ids: Sequence[str],
-    software_version: str,
-    simulated: bool,
-    exercise: bool,
-    previous: Alert | None = None,
-    make_msg_id: Callable[[], str] = new_msg_id,
+    alert: BorderAlert, publisher: Publisher, *, previous: Alert | None = None
 ) -> Alert:
     """A core :class:`BorderAlert` event → an Alert message.
 
@@ -385,7 +406,7 @@ def alert_from_core(
     ``new``). The priority is :func:`default_priority`, never lowered below ``previous``'s
     during an alert's life: once a rescue, the alert stays a rescue.
     """
-    _require_aware(epoch)
+    node_id = publisher.node_id
     alert_id = f"{node_id}:{alert.alert_id}"
     if (previous is None) != (alert.event is AlertEvent.NEW):
         raise ValueError(f"alert {alert_id}: previous message is needed exactly for update/end")
@@ -397,8 +418,8 @@ def alert_from_core(
         default_priority(alert.kind, border_kind, label),
         None if previous is None else previous.after.priority,
     )
-    time = time_at(alert.t, epoch)
-    (point,) = _geo_points(frame, np.array([[alert.x, alert.y]]))
+    time = time_at(alert.t, publisher.epoch)
+    (point,) = _geo_points(publisher.frame, np.array([[alert.x, alert.y]]))
     after = AlertState(
         time=time,
         priority=priority,
@@ -411,7 +432,7 @@ def alert_from_core(
         class_hint=ClassHint(label=label, confidence=alert.cls_conf),
     )
     return Alert(
-        msg_id=make_msg_id(),
+        msg_id=publisher.make_msg_id(),
         time=time,
         alert_id=alert_id,
         kind=alert.kind,
@@ -423,12 +444,6 @@ def alert_from_core(
         end_reason=AlertEndReason(alert.reason) if alert.event is AlertEvent.END else None,
         before=None if previous is None else previous.after,
         after=after,
-        provenance=Provenance(
-            node_id=node_id,
-            sensor_ids=sensors_from_mask(alert.sensor_mask, sensor_ids),
-            software_version=software_version,
-            simulated=simulated,
-            exercise=exercise,
-        ),
-        enu_origin=EnuOrigin.from_frame(frame),
+        provenance=publisher.provenance(sensors_from_mask(alert.sensor_mask, publisher.sensor_ids)),
+        enu_origin=EnuOrigin.from_frame(publisher.frame),
     )
