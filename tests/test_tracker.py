@@ -430,3 +430,35 @@ def test_implausible_values_are_rejected_as_out_of_range():
     tracker.step(batch, 0.0)
     assert tracker.stats.rejected == {"out_of_range": 4}
     assert len(tracker.store) == 0
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        [5.0 * k for k in range(30)],  # a slow sensor: one scan every 5 s
+        [0, 0.7, 2.1, 2.2, 5.0, 5.5, 9.0, 9.2, 12.6, 13.0, 16.9, 17.1, 20.5, 24.0, 24.1, 28.0],
+    ],
+    ids=["every-5s", "irregular"],
+)
+def test_slow_or_irregular_scans_still_confirm_and_keep_tracks(times):
+    rng = np.random.default_rng(12)
+    pos, vel = straight_targets(5, 12, area=2000)
+    tracker = Tracker()
+    ids: set[int] = set()
+    for t in times:
+        result = tracker.step(scan(rng, pos + vel * t, float(t), pd=1.0, clutter=0, area=2000), t)
+        ids |= set(result.tracks.track_id.tolist())
+    assert len(result.tracks) == 5
+    assert len(ids) == 5, "a track was lost and restarted"
+    _trk_err, truth_err = nearest_errors(pos + vel * times[-1], result.tracks.x[:, :2])
+    assert np.all(truth_err < 15.0)
+
+
+def test_time_thresholds_stretch_only_for_slower_than_nominal_sensors():
+    tracker = Tracker()
+    for k, t in enumerate([0.0, 0.5, 1.0, 1.5]):
+        tracker.step(DetectionBatch.positions(np.array([t]), np.array([[k, 0.0]]), np.ones(1)), t)
+    assert tracker.time_scale() == 1.0
+    for t in (10.0, 20.0, 30.0, 40.0):
+        tracker.step(DetectionBatch.positions(np.array([t]), np.array([[0.0, 0.0]]), np.ones(1)), t)
+    assert tracker.time_scale() > 5.0

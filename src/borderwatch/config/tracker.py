@@ -156,6 +156,13 @@ class TrackerConfig(BaseModel):
         description="Delete a confirmed track not updated for this long, s (missed detections "
         "are counted in time, so sensors of different rates and fields of view mix freely).",
     )
+    nominal_revisit_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Revisit interval the time thresholds above are written for, s. When the "
+        "sensors scan more slowly (learnt from the data: the slowest sensor's smoothed interval), "
+        "confirm_window_s, tentative_coast_s and coast_s stretch in proportion.",
+    )
     max_position_sigma_m: float = Field(
         default=80.0, gt=0, description="Delete a track whose position 1-σ grows beyond this, m."
     )

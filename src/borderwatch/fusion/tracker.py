@@ -133,6 +133,8 @@ class Tracker:
         )
         self._table = TrackTable.empty(0.0, len(self.modes))
         self._snapshot: _Snapshot | None = None
+        # sensor index -> (time of its last scan, smoothed interval between its scans)
+        self._revisit: dict[int, tuple[float, float]] = {}
 
     # ----------------------------------------------------------------------------- public API
     def step(self, detections: DetectionBatch, time: float) -> StepResult:
@@ -221,6 +223,7 @@ class Tracker:
 
     # ----------------------------------------------------------------------------- one scan
     def _process_scan(self, t: float, scan: DetectionBatch) -> list[BorderAlert]:
+        self._note_revisit(int(scan.sensor[0]), t)
         self.stats.scans += 1
         self.stats.detections_processed += len(scan)
         self._predict_to(t)
@@ -322,6 +325,22 @@ class Tracker:
         xc, Pc = imm.combine(s.x, s.P, s.mu)
         return self._remove(doomed, xc, Pc, max(now, self.time))
 
+    def _note_revisit(self, sensor: int, t: float) -> None:
+        last = self._revisit.get(sensor)
+        if last is None:
+            self._revisit[sensor] = (t, 0.0)
+            return
+        last_t, interval = last
+        if t > last_t:
+            dt = t - last_t
+            interval = dt if interval == 0.0 else 0.8 * interval + 0.2 * dt
+        self._revisit[sensor] = (max(t, last_t), interval)
+
+    def time_scale(self) -> float:
+        """Factor (≥ 1) by which the time thresholds stretch for sensors slower than nominal."""
+        slowest = max((i for _t, i in self._revisit.values()), default=0.0)
+        return max(1.0, slowest / self.config.nominal_revisit_s)
+
     def _stale(self, now: float) -> np.ndarray:
         """Tracks that missed detections for too long, or failed M-of-N confirmation, by ``now``.
 
@@ -329,11 +348,13 @@ class Tracker:
         view does not cover a track says nothing about it, and sensors of different rates mix.
         """
         s, c = self.store, self.config
+        k = self.time_scale()
         silent = now - s.last_t
         tentative = s.status == TENTATIVE
+        too_old = now - s.first_t > k * c.confirm_window_s
         return np.asarray(
-            (tentative & ((silent > c.tentative_coast_s) | (now - s.first_t > c.confirm_window_s)))
-            | (~tentative & (silent > c.coast_s))
+            (tentative & ((silent > k * c.tentative_coast_s) | too_old))
+            | (~tentative & (silent > k * c.coast_s))
         )
 
     def _delete(self, t: float, xc: FloatArray, Pc: FloatArray) -> list[BorderAlert]:
