@@ -135,6 +135,7 @@ class Tracker:
         self._snapshot: _Snapshot | None = None
         # sensor index -> (time of its last scan, smoothed interval between its scans)
         self._revisit: dict[int, tuple[float, float]] = {}
+        self._transition_cache: dict[float, tuple[FloatArray, FloatArray, FloatArray]] = {}
 
     # ----------------------------------------------------------------------------- public API
     def step(self, detections: DetectionBatch, time: float) -> StepResult:
@@ -258,10 +259,21 @@ class Tracker:
         self.time = t
         if dt <= 0 or len(self.store) == 0:
             return
-        F, Q = transition_matrices(self.modes, dt)
-        Pi = mode_transition(self.modes, dt)
+        F, Q, Pi = self._transitions(dt)
         s = self.store
         s.x, s.P, s.mu = imm.predict(s.x, s.P, s.mu, F, Q, Pi)
+
+    def _transitions(self, dt: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """``F``, ``Q`` and ``Π`` for an interval; scans mostly repeat a few intervals, so the
+        matrices are kept (a small table, emptied when full) rather than rebuilt every scan."""
+        cached = self._transition_cache.get(dt)
+        if cached is None:
+            if len(self._transition_cache) >= 64:
+                self._transition_cache.clear()
+            F, Q = transition_matrices(self.modes, dt)
+            cached = (F, Q, mode_transition(self.modes, dt))
+            self._transition_cache[dt] = cached
+        return cached
 
     def _gate_pairs(
         self,
