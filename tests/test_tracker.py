@@ -462,3 +462,25 @@ def test_time_thresholds_stretch_only_for_slower_than_nominal_sensors():
     for t in (10.0, 20.0, 30.0, 40.0):
         tracker.step(DetectionBatch.positions(np.array([t]), np.array([[0.0, 0.0]]), np.ones(1)), t)
     assert tracker.time_scale() > 5.0
+
+
+def test_bearings_alone_never_confirm_a_track():
+    """A clutter detection starts a tentative track; a camera then sees a real target further
+    along the same bearing every second. Those bearings must not confirm the clutter track."""
+    camera = np.array([0.0, 0.0])
+    tracker = Tracker()
+    clutter = DetectionBatch.positions(np.array([0.0]), np.array([[0.0, 300.0]]), np.array([5.0]))
+    tracker.step(clutter, 0.0)
+    for k in range(1, 6):
+        t = float(k) * 0.5
+        bearing = DetectionBatch(
+            t=np.array([t]),
+            kind=np.array([MeasurementKind.BEARING_ONLY], dtype=np.int64),
+            z=np.array([[0.001, np.nan]]),  # due north, where the clutter was, 2 km away
+            R=np.array([[[math.radians(0.5) ** 2, 0.0], [0.0, 0.0]]]),
+            sensor_xy=camera[None],
+            sensor=np.array([1]),
+        )
+        result = tracker.step(bearing, t)
+    assert len(result.tracks) == 0
+    assert tracker.stats.tracks_confirmed == 0

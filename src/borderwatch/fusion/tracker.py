@@ -297,6 +297,10 @@ class Tracker:
             xc[trk], Pc[trk], scan.z[det], R_pad[det], scan.kind[det], scan.sensor_xy[det]
         )
         inside = d2 <= self._gate[measurement_dof(scan.kind[det])]
+        # A bearing cannot confirm that anything exists at a tentative track's range: any
+        # target along the ray would "hit" it. Bearings only refine confirmed tracks.
+        bearing = scan.kind[det] == MeasurementKind.BEARING_ONLY
+        inside &= ~bearing | (self.store.status[trk] == CONFIRMED)
         return Pairs(trk, det, d2, logdet).select(inside)
 
     def _update(self, assigned: Pairs, scan: DetectionBatch, R_pad: FloatArray, t: float) -> None:
