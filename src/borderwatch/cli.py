@@ -91,6 +91,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.scenario, args.out, seed=args.seed)
 
 
+def _cmd_parse(args: argparse.Namespace) -> int:
+    from borderwatch.parsecmd import parse_file
+
+    parse_file(args.file, args.format)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="borderwatch",
@@ -159,6 +166,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("build/demo"), help="output directory")
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "parse", help="parse a device recording: accepted messages as JSON lines, summary last"
+    )
+    p.add_argument("file", type=Path, help="recorded bytes from a device (NMEA, AIS, CO2)")
+    p.add_argument(
+        "--format",
+        choices=["auto", "nmea", "ais", "gmp343", "senseair"],
+        default="auto",
+        help="input format (default: %(default)s; SenseAir Modbus streams need senseair)",
+    )
+    p.set_defaults(func=_cmd_parse)
     return parser
 
 
