@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -450,3 +451,31 @@ def test_auto_mixed_nmea_ais_and_co2() -> None:
     assert [a.data["kind"] for a in acc] == ["fix", "ais", "co2"]
     assert acc[0].key == "GGA"
     assert acc[1].key == "1"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(0.0, 1_000_000.0, allow_nan=False),
+    st.one_of(st.none(), st.floats(-40.0, 60.0, allow_nan=False)),
+    st.sampled_from(["{ppm}", "CO2= {ppm} ppm", "CO2={ppm}ppm", "{ppm} ppm", "  {ppm}  PPM "]),
+)
+def test_gmp343_formatted_readings_round_trip(ppm: float, temp: float | None, form: str) -> None:
+    text = form.format(ppm=f"{ppm:.1f}")
+    if temp is not None:
+        text += f" T= {temp:.1f} 'C"
+    (item,) = run(Gmp343Parser(), text.encode("ascii") + b"\r\n")
+    assert isinstance(item, Accepted)
+    assert item.data["ppm"] == float(f"{ppm:.1f}")
+    assert item.data.get("temperature_c") == (None if temp is None else float(f"{temp:.1f}"))
+
+
+def test_gmp343_long_garbage_lines_stay_fast() -> None:
+    # Lines of digits that a backtracking pattern would split every way: 200 of them at the
+    # 512-byte line limit must not take long (about 30 ms each with a naive pattern).
+    lines = [b"1" * 500 + b"x", b"1" * 250 + b" " + b"2" * 250 + b"x", b"CO2=" + b"1." * 240]
+    data = b"\n".join(lines * 67) + b"\n"
+    t0 = time.perf_counter()
+    items = run(Gmp343Parser(), data)
+    assert time.perf_counter() - t0 < 1.0
+    assert len(items) == 201
+    assert all(isinstance(i, Rejected) and i.reason == "malformed" for i in items)

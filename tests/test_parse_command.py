@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from borderwatch.cli import main
+from borderwatch.parsecmd import parse_file
 from borderwatch.sensors.co2 import modbus_frame
 
 DATA = Path(__file__).parent / "data" / "co2"
@@ -190,3 +194,24 @@ def test_mixed_nmea_ais_stream(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert code == 0
     assert [o["kind"] for o in objects] == ["fix", "ais"]
     assert summary == {"accepted": {"1": 1, "GGA": 1}, "rejected": {"checksum": 1}}
+
+
+def test_reader_gone_still_counts_everything(tmp_path: Path) -> None:
+    # stdout is a pipe whose reader has closed: parsing goes on, the summary counts it all.
+    path = tmp_path / "long.bin"
+    frames = bytearray()
+    for k in range(20_000):
+        ppm = 400 + k % 1000
+        frames += READ_CO2 + modbus_frame(bytes([0xFE, 0x04, 0x02, ppm >> 8, ppm & 0xFF]))
+    path.write_bytes(bytes(frames))
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)
+    out = os.fdopen(write_fd, "w", encoding="ascii")
+    err = io.StringIO()
+    try:
+        summary = parse_file(path, "senseair", out=out, err=err)
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            out.close()
+    assert summary == {"accepted": {"senseair": 20_000}, "rejected": {}}
+    assert json.loads(err.getvalue().splitlines()[-1]) == summary

@@ -4,13 +4,15 @@ Output contract: one compact JSON object per accepted message on stdout (the mes
 ``data``, keys sorted), then, as the last line on stderr, one JSON summary
 ``{"accepted": {KEY: COUNT}, "rejected": {REASON: COUNT}}`` with sorted keys. Rejections are
 logged at debug level with their line and detail. A file that holds only garbage is not an
-error: everything in it is counted under ``rejected``.
+error: everything in it is counted under ``rejected``. When the reader of stdout goes away
+(``borderwatch parse FILE | head``), parsing goes on and the summary still counts the whole file.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -43,6 +45,7 @@ def parse_file(
     parser = make_parser(fmt)
     accepted: Counter[str] = Counter()
     rejected: Counter[str] = Counter()
+    reader_gone: list[bool] = []
 
     def emit(items: list[Item]) -> None:
         lines = []
@@ -53,8 +56,12 @@ def parse_file(
             else:
                 rejected[item.reason] += 1
                 log.debug("%s:%s: %s: %s", path, item.line, item.reason, item.detail)
-        if lines:
-            out.write("\n".join(lines) + "\n")
+        if lines and not reader_gone:
+            try:
+                out.write("\n".join(lines) + "\n")
+            except BrokenPipeError:
+                # The reader left (``| head``): parse on, so the summary still counts everything.
+                reader_gone.append(True)
 
     try:
         with open(path, "rb") as f:
@@ -63,7 +70,16 @@ def parse_file(
     except OSError as exc:
         raise InputError(f"cannot read the recording: {exc.strerror or exc}", path=path) from exc
     emit(parser.close())
-    out.flush()
+    if not reader_gone:
+        try:
+            out.flush()
+        except BrokenPipeError:
+            reader_gone.append(True)
+    if reader_gone and out is sys.stdout:
+        # Python flushes stdout again at exit; point it at /dev/null so that does not fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     summary = {
         "accepted": dict(sorted(accepted.items())),
         "rejected": dict(sorted(rejected.items())),

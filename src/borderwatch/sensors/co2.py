@@ -34,7 +34,8 @@ MAX_TEMPERATURE_C = 100.0
 MIN_PRESSURE_HPA = 500.0
 MAX_PRESSURE_HPA = 1500.0
 
-_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+# Atomic, so a run of digits is never split into two numbers (no backtracking blow-up).
+_NUMBER = r"(?>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
 _GMP343_LINE = re.compile(
     rf"""
     (?:CO2\s*=?\s*)?(?P<ppm>{_NUMBER})\s*(?:ppm)?
