@@ -165,8 +165,6 @@ def test_unknown_format_is_a_usage_error(
 
 @pytest.mark.parametrize("fmt", ["auto", "nmea", "ais", "gmp343", "senseair"])
 def test_format_choices(fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if fmt in ("nmea", "ais"):
-        pytest.importorskip(f"borderwatch.sensors.{fmt}")
     path = tmp_path / "co2.txt"
     path.write_bytes(b"CO2= 420.0 ppm\n")
     code, objects, summary, _ = parse(capsys, str(path), "--format", fmt)
@@ -182,8 +180,6 @@ def test_format_choices(fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_mixed_nmea_ais_stream(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("borderwatch.sensors.nmea")
-    pytest.importorskip("borderwatch.sensors.ais")
     path = tmp_path / "boat.txt"
     path.write_bytes(
         b"$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47\r\n"
@@ -215,3 +211,47 @@ def test_reader_gone_still_counts_everything(tmp_path: Path) -> None:
             out.close()
     assert summary == {"accepted": {"senseair": 20_000}, "rejected": {}}
     assert json.loads(err.getvalue().splitlines()[-1]) == summary
+
+
+def _summary(capsys: pytest.CaptureFixture[str], path: Path, fmt: str) -> dict[str, Any]:
+    code, _, summary, _ = parse(capsys, str(path), "--format", fmt)
+    assert code == 0
+    return summary
+
+
+def test_auto_on_interleaved_nmea_ais_and_co2_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ais = (DATA.parent / "ais" / "harbour_traffic.ais").read_bytes().splitlines()
+    nmea = (DATA.parent / "nmea" / "boat_gps_1hz.nmea").read_bytes().splitlines()
+    co2 = (DATA / "gmp343_truck_inspection.txt").read_bytes().splitlines()
+    mixed = []
+    for k in range(max(len(ais), len(nmea), len(co2))):
+        mixed += [part[k] for part in (nmea, ais, co2) if k < len(part)]
+    path = tmp_path / "mixed.txt"
+    path.write_bytes(b"\r\n".join(mixed) + b"\r\n")
+    expected: dict[str, dict[str, int]] = {"accepted": {}, "rejected": {}}
+    for fmt, lines in (("ais", ais), ("nmea", nmea), ("gmp343", co2)):
+        alone = tmp_path / f"{fmt}.txt"
+        alone.write_bytes(b"\r\n".join(lines) + b"\r\n")
+        for group in ("accepted", "rejected"):
+            for key, count in _summary(capsys, alone, fmt)[group].items():
+                expected[group][key] = expected[group].get(key, 0) + count
+    summary = _summary(capsys, path, "auto")
+    assert summary == expected
+    assert summary["accepted"]["gmp343"] == 200
+    assert summary["accepted"]["GGA"] == 60
+    assert summary["accepted"]["5"] == 3
+
+
+def test_auto_reports_an_unfinished_ais_message_at_the_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ais = (DATA.parent / "ais" / "harbour_traffic.ais").read_bytes().splitlines()
+    first_of_two = next(x for x in ais if x.startswith(b"!AIVDM,2,1,"))
+    path = tmp_path / "cut.txt"
+    path.write_bytes(b"CO2= 420.0 ppm\r\n" + first_of_two + b"\r\n")
+    code, objects, summary, _ = parse(capsys, str(path))
+    assert code == 0
+    assert [o["kind"] for o in objects] == ["co2"]
+    assert summary == {"accepted": {"gmp343": 1}, "rejected": {"incomplete_fragment": 1}}
