@@ -15,6 +15,7 @@ import pytest
 from borderwatch.cli import main
 from borderwatch.parsecmd import parse_file
 from borderwatch.sensors.co2 import modbus_frame
+from borderwatch.sensors.registry import FORMAT_NAMES
 
 DATA = Path(__file__).parent / "data" / "co2"
 READ_CO2 = bytes.fromhex("FE 04 00 03 00 01 D5 C5")
@@ -255,3 +256,10 @@ def test_auto_reports_an_unfinished_ais_message_at_the_end(
     assert code == 0
     assert [o["kind"] for o in objects] == ["co2"]
     assert summary == {"accepted": {"gmp343": 1}, "rejected": {"incomplete_fragment": 1}}
+
+
+def test_format_choices_are_the_registry_names(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["parse", "--help"])
+    text = capsys.readouterr().out
+    assert "{" + ",".join(FORMAT_NAMES) + "}" in text
