@@ -20,6 +20,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import reduce
+from operator import xor
 from typing import Any
 
 from pyais.constants import ShipType
@@ -38,7 +39,9 @@ KNOT_MPS = 1852.0 / 3600.0
 #: ``!`` (or ``$``), optional tag block before it, the sentence, ``*`` and two hex digits.
 _FRAME_RE = re.compile(r"(?:\\[^\\]*\\)?([!$])([^!$*\\]*)\*([0-9A-Fa-f]{2})")
 #: Characters of the six-bit payload armour.
-_PAYLOAD_RE = re.compile(r"[0-W`-w]*")
+_PAYLOAD_RE = re.compile(rb"[0-W`-w]*")
+#: Value types that are JSON as they are (pyais also gives enums and bytes).
+_PLAIN = frozenset((int, float, str, bool, type(None)))
 _HEAD_RE = re.compile(r"[A-Z][A-Z0-9](VD[MO])")
 
 #: Shortest payload, in bits, of the message types whose fields this module reads.
@@ -48,6 +51,9 @@ _STATIC_TYPES = frozenset((5, 19, 24))
 
 _GroupKey = tuple[str, str, int | None, int]
 
+#: Non-spare field names of each pyais message class (what ``asdict()`` gives), cached.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -56,7 +62,7 @@ class _Pending:
 
 
 def _checksum(body: str) -> int:
-    return reduce(lambda acc, ch: acc ^ ord(ch), body, 0)
+    return reduce(xor, body.encode("ascii"), 0)
 
 
 def _jsonable(value: Any) -> Any:
@@ -153,12 +159,13 @@ class AisParser(LineParser):
         head = _HEAD_RE.match(body)
         if head is None or body[5:6] != ",":
             return [Rejected("unsupported", f"sentence {body[:6]!r} is not VDM or VDO", line)]
-        sentence_text = frame.group(1) + body + "*" + frame.group(3)
+        if frame.start(1) > 0:  # drop the tag block
+            text = text[frame.start(1) :]
         try:
-            sentence = AISSentence(sentence_text.encode("ascii"))
+            sentence = AISSentence(text.encode("ascii"))
         except Exception as exc:  # pyais raises its own exceptions and ValueError
             return [Rejected("malformed", f"{type(exc).__name__}: {exc}", line)]
-        if _PAYLOAD_RE.fullmatch(sentence.payload.decode("ascii")) is None:
+        if _PAYLOAD_RE.fullmatch(sentence.payload) is None:
             return [Rejected("malformed", "payload has characters outside the AIS armour", line)]
         if sentence.frag_cnt == 1:
             return [self._decode([sentence], [line])]
@@ -241,7 +248,10 @@ class AisParser(LineParser):
             return Rejected("unsupported", f"message type not decoded: {exc}", line)
         except Exception as exc:  # pyais decoding errors on a damaged payload
             return Rejected("malformed", f"{type(exc).__name__}: {exc}", line)
-        raw = decoded.asdict()
+        names = _FIELD_NAMES.get(decoded.__class__)
+        if names is None:
+            names = _FIELD_NAMES[decoded.__class__] = tuple(decoded.asdict())
+        raw = {name: getattr(decoded, name) for name in names}
         msg_type = raw.get("msg_type")
         if not isinstance(msg_type, int) or not 1 <= msg_type <= 27:
             return Rejected("unsupported", f"message type {msg_type!r}", line)
@@ -258,7 +268,7 @@ class AisParser(LineParser):
         }
         for name, value in raw.items():
             if name not in data:
-                data[name] = _jsonable(value)
+                data[name] = value if value.__class__ in _PLAIN else _jsonable(value)
         try:
             _position(data)
         except _OutOfRangeError as exc:

@@ -45,7 +45,10 @@ _REFERENCE = {"T": "true", "R": "relative"}
 #: ``$``, the address and fields, ``*`` and two hexadecimal digits, nothing after.
 _FRAME_RE = re.compile(r"\$([^$*!]*)\*([0-9A-Fa-f]{2})")
 _NUMBER_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
-_MINUTES_RE = re.compile(r"\d\d(?:\.\d*)?")
+_COORD_RE = re.compile(r"(\d{1,3})(\d\d(?:\.\d*)?)")
+_TIME_RE = re.compile(r"(\d\d)(\d\d)(\d\d)(?:\.(\d*))?")
+#: Padding so that every field index a sentence reads exists (absent fields are empty).
+_PAD = ("",) * 20
 _HEAD_RE = re.compile(r"[A-Z][A-Z0-9]([A-Z]{3})")
 
 
@@ -68,12 +71,8 @@ def feed_all(parser: StreamParser, data: bytes) -> list[Item]:
 # --- field converters -------------------------------------------------------------------------
 
 
-def _field(fields: list[str], i: int) -> str:
-    return fields[i].strip() if i < len(fields) else ""
-
-
 def _float(fields: list[str], i: int, name: str) -> float | None:
-    s = _field(fields, i)
+    s = fields[i]
     if not s:
         return None
     if _NUMBER_RE.fullmatch(s) is None:
@@ -82,7 +81,7 @@ def _float(fields: list[str], i: int, name: str) -> float | None:
 
 
 def _int(fields: list[str], i: int, name: str) -> int | None:
-    s = _field(fields, i)
+    s = fields[i]
     if not s:
         return None
     if not s.isdigit():
@@ -109,23 +108,21 @@ def _round(v: float | None, digits: int = 3) -> float | None:
 
 def _coord(fields: list[str], i: int, axis: str) -> float | None:
     """``ddmm.mmmm`` (latitude) or ``dddmm.mmmm`` (longitude) and its hemisphere letter."""
-    value = _field(fields, i)
-    hemi = _field(fields, i + 1).upper()
+    value = fields[i]
+    hemi = fields[i + 1]
     if not value and not hemi:
         return None
     limit, letters = (90.0, "NS") if axis == "lat" else (180.0, "EW")
     if not value or len(hemi) != 1 or hemi not in letters:
         raise FieldError("malformed", f"{axis} {value!r} {hemi!r} is incomplete")
-    dot = value.find(".")
-    deg_end = (len(value) if dot < 0 else dot) - 2
-    if deg_end < 1 or not value[:deg_end].isdigit():
+    match = _COORD_RE.fullmatch(value)
+    if match is None:
         raise FieldError("malformed", f"{axis} {value!r} is not (d)ddmm.mmmm")
-    if _MINUTES_RE.fullmatch(value, deg_end) is None:
-        raise FieldError("malformed", f"{axis} {value!r} is not (d)ddmm.mmmm")
-    minutes = float(value[deg_end:])
-    if not 0.0 <= minutes < 60.0:
-        raise FieldError("out_of_range", f"{axis} minutes {value[deg_end:]} are not below 60")
-    deg = int(value[:deg_end]) + minutes / 60.0
+    whole, minute_text = match.groups()
+    minutes = float(minute_text)
+    if minutes >= 60.0:
+        raise FieldError("out_of_range", f"{axis} minutes {minute_text} are not below 60")
+    deg = int(whole) + minutes / 60.0
     if deg > limit:
         raise FieldError("out_of_range", f"{axis} {deg:.7f} is beyond {limit:g} degrees")
     return round(-deg if hemi in "SW" else deg, 7)
@@ -133,22 +130,21 @@ def _coord(fields: list[str], i: int, axis: str) -> float | None:
 
 def _time_of_day(fields: list[str], i: int) -> str | None:
     """``hhmmss(.sss)`` as an ISO-8601 time of day ``hh:mm:ss.sss`` (UTC), or None if empty."""
-    s = _field(fields, i)
+    s = fields[i]
     if not s:
         return None
-    head, _, frac = s.partition(".")
-    if len(head) != 6 or not head.isdigit() or (frac and not frac.isdigit()):
+    match = _TIME_RE.fullmatch(s)
+    if match is None:
         raise FieldError("malformed", f"time {s!r} is not hhmmss.sss")
-    hh, mm, ss = int(head[:2]), int(head[2:4]), int(head[4:])
-    if hh > 23 or mm > 59 or ss > 60:
+    hh, mm, ss, frac = match.groups()
+    if hh > "23" or mm > "59" or ss > "60":
         raise FieldError("malformed", f"time {s!r} is not a time of day")
-    millis = (frac + "000")[:3]
-    return f"{hh:02d}:{mm:02d}:{ss:02d}.{millis}"
+    return f"{hh}:{mm}:{ss}.{(frac or '').ljust(3, '0')[:3]}"
 
 
 def _date(fields: list[str], i: int) -> str | None:
     """``ddmmyy`` as ``yyyy-mm-dd``; two-digit years 80-99 are 1980-1999, 00-79 2000-2079."""
-    s = _field(fields, i)
+    s = fields[i]
     if not s:
         return None
     if len(s) != 6 or not s.isdigit():
@@ -163,7 +159,7 @@ def _date(fields: list[str], i: int) -> str | None:
 
 
 def _letter(fields: list[str], i: int, allowed: str, name: str) -> str | None:
-    s = _field(fields, i).upper()
+    s = fields[i].upper()
     if not s:
         return None
     if len(s) != 1 or s not in allowed:
@@ -281,8 +277,8 @@ def _gst(talker: str, f: list[str]) -> dict[str, Any]:
 
 
 def _hdt(talker: str, f: list[str]) -> dict[str, Any]:
-    if _field(f, 1).upper() not in ("T", ""):
-        raise FieldError("malformed", f"HDT reference {_field(f, 1)!r} is not T")
+    if f[1].upper() not in ("T", ""):
+        raise FieldError("malformed", f"HDT reference {f[1]!r} is not T")
     return {
         "kind": "heading",
         "sentence": "HDT",
@@ -327,9 +323,9 @@ def _ttm(talker: str, f: list[str]) -> dict[str, Any]:
         "course_reference": None if cog_ref is None else _REFERENCE[cog_ref],
         "cpa_m": _round(None if cpa is None else cpa * metres, 1),
         "tcpa_min": _round(_float(f, 8, "time to CPA"), 2),
-        "name": _field(f, 10) or None,
+        "name": f[10] or None,
         "status": None if status is None else _TARGET_STATUS[status],
-        "reference_target": _field(f, 12).upper() == "R",
+        "reference_target": f[12].upper() == "R",
         "time": _time_of_day(f, 13),
         "acquisition": None if acquisition is None else _ACQUISITION[acquisition],
     }
@@ -347,10 +343,10 @@ def _tll(talker: str, f: list[str]) -> dict[str, Any]:
         "target": target,
         "lat": _coord(f, 1, "lat"),
         "lon": _coord(f, 3, "lon"),
-        "name": _field(f, 5) or None,
+        "name": f[5] or None,
         "time": _time_of_day(f, 6),
         "status": None if status is None else _TARGET_STATUS[status],
-        "reference_target": _field(f, 8).upper() == "R",
+        "reference_target": f[8].upper() == "R",
     }
 
 
@@ -400,7 +396,7 @@ class NmeaParser(LineParser):
         if handler is None or fields[0].startswith("P"):
             return [Rejected("unsupported", f"sentence type {fields[0]!r}", line)]
         try:
-            data = handler(fields[0][:2], fields[1:])
+            data = handler(fields[0][:2], [*fields[1:], *_PAD])
         except FieldError as exc:
             return [Rejected(exc.reason, f"{sentence}: {exc.detail}", line)]
         return [Accepted(sentence, data, line)]
