@@ -365,3 +365,9 @@ def test_random_payloads_with_valid_checksum_never_raise(
 @given(st.permutations([TYPE5_1, TYPE5_2, TYPE1, TYPE18, VDO18]))
 def test_any_order_keeps_every_line_accounted(lines: list[str]) -> None:
     _check_accounting("".join(f"{ln}\r\n" for ln in lines).encode())
+
+
+def test_tag_block_is_skipped() -> None:
+    # Tag block example from pyais's documentation.
+    item = only_accepted(f"\\s:2573535,c:1671533231*08\\{TYPE1}")
+    assert (item.key, item.data["mmsi"]) == ("1", 366053209)
