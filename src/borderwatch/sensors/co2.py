@@ -190,7 +190,8 @@ class SenseAirParser(StreamParser):
         self._skipped = 0
         self._skip_reason: str | None = None
         self._skip_detail = ""
-        # (start register, count) of the last read request, to interpret its response.
+        # (address, function, start register, count) of the last read request, to interpret
+        # its response.
         self._last_request: tuple[int, int, int, int] | None = None
 
     def feed(self, data: bytes) -> list[Item]:
@@ -220,7 +221,7 @@ class SenseAirParser(StreamParser):
                 i += length
                 continue
             # Not a frame start: skip this byte, remembering why the run started.
-            if self._skipped == 0 or self._skip_reason is None:
+            if self._skip_reason is None:
                 if verdict == "bad_crc":
                     self._skip_reason = "checksum"
                     self._skip_detail = f"CRC mismatch in a {length}-byte frame"
