@@ -50,6 +50,9 @@ _TIME_RE = re.compile(r"(\d\d)(\d\d)(\d\d)(?:\.(\d*))?")
 #: Padding so that every field index a sentence reads exists (absent fields are empty).
 _PAD = ("",) * 20
 _HEAD_RE = re.compile(r"[A-Z][A-Z0-9]([A-Z]{3})")
+_number_match = _NUMBER_RE.fullmatch
+_coord_match = _COORD_RE.fullmatch
+_time_match = _TIME_RE.fullmatch
 
 
 class FieldError(ValueError):
@@ -75,7 +78,7 @@ def _float(fields: list[str], i: int, name: str) -> float | None:
     s = fields[i]
     if not s:
         return None
-    if _NUMBER_RE.fullmatch(s) is None:
+    if _number_match(s) is None:
         raise FieldError("malformed", f"{name} {s!r} is not a number")
     return float(s)
 
@@ -112,10 +115,13 @@ def _coord(fields: list[str], i: int, axis: str) -> float | None:
     hemi = fields[i + 1]
     if not value and not hemi:
         return None
-    limit, letters = (90.0, "NS") if axis == "lat" else (180.0, "EW")
-    if not value or len(hemi) != 1 or hemi not in letters:
+    if axis == "lat":
+        limit, negative, positive = 90.0, "S", "N"
+    else:
+        limit, negative, positive = 180.0, "W", "E"
+    if not value or hemi not in (positive, negative):
         raise FieldError("malformed", f"{axis} {value!r} {hemi!r} is incomplete")
-    match = _COORD_RE.fullmatch(value)
+    match = _coord_match(value)
     if match is None:
         raise FieldError("malformed", f"{axis} {value!r} is not (d)ddmm.mmmm")
     whole, minute_text = match.groups()
@@ -125,7 +131,7 @@ def _coord(fields: list[str], i: int, axis: str) -> float | None:
     deg = int(whole) + minutes / 60.0
     if deg > limit:
         raise FieldError("out_of_range", f"{axis} {deg:.7f} is beyond {limit:g} degrees")
-    return round(-deg if hemi in "SW" else deg, 7)
+    return round(-deg if hemi == negative else deg, 7)
 
 
 def _time_of_day(fields: list[str], i: int) -> str | None:
@@ -133,7 +139,7 @@ def _time_of_day(fields: list[str], i: int) -> str | None:
     s = fields[i]
     if not s:
         return None
-    match = _TIME_RE.fullmatch(s)
+    match = _time_match(s)
     if match is None:
         raise FieldError("malformed", f"time {s!r} is not hhmmss.sss")
     hh, mm, ss, frac = match.groups()
@@ -190,9 +196,9 @@ def _gga(talker: str, f: list[str]) -> dict[str, Any]:
         "lon": lon if valid else None,
         "fix_quality": quality,
         "satellites": satellites,
-        "hdop": _round(hdop, 2),
-        "alt_m": _round(alt, 3),
-        "geoid_sep_m": _round(geoid, 3),
+        "hdop": hdop,
+        "alt_m": alt,
+        "geoid_sep_m": geoid,
     }
 
 
@@ -222,7 +228,7 @@ def _rmc(talker: str, f: list[str]) -> dict[str, Any]:
         "lon": lon if valid else None,
         "status": status,
         "speed_mps": _round(None if speed is None else speed * KNOT_MPS),
-        "course_deg": _round(course, 2),
+        "course_deg": course,
         "mode": mode,
     }
 
@@ -241,7 +247,7 @@ def _vtg(talker: str, f: list[str]) -> dict[str, Any]:
         "kind": "velocity",
         "sentence": "VTG",
         "talker": talker,
-        "course_deg": _round(course, 2),
+        "course_deg": course,
         "speed_mps": _round(speed),
         "mode": _letter(f, 8, "ADEFMNPRSV", "mode"),
     }
@@ -257,9 +263,9 @@ def _gsa(talker: str, f: list[str]) -> dict[str, Any]:
         "talker": talker,
         "mode": _letter(f, 0, "AM", "mode"),
         "fix_type": fix_type,
-        "pdop": _round(_nonneg(_float(f, 14, "pdop"), "pdop"), 2),
-        "hdop": _round(_nonneg(_float(f, 15, "hdop"), "hdop"), 2),
-        "vdop": _round(_nonneg(_float(f, 16, "vdop"), "vdop"), 2),
+        "pdop": _nonneg(_float(f, 14, "pdop"), "pdop"),
+        "hdop": _nonneg(_float(f, 15, "hdop"), "hdop"),
+        "vdop": _nonneg(_float(f, 16, "vdop"), "vdop"),
     }
 
 
@@ -269,10 +275,10 @@ def _gst(talker: str, f: list[str]) -> dict[str, Any]:
         "sentence": "GST",
         "talker": talker,
         "time": _time_of_day(f, 0),
-        "rms": _round(_nonneg(_float(f, 1, "rms"), "rms")),
-        "sigma_lat_m": _round(_nonneg(_float(f, 5, "sigma lat"), "sigma lat")),
-        "sigma_lon_m": _round(_nonneg(_float(f, 6, "sigma lon"), "sigma lon")),
-        "sigma_alt_m": _round(_nonneg(_float(f, 7, "sigma alt"), "sigma alt")),
+        "rms": _nonneg(_float(f, 1, "rms"), "rms"),
+        "sigma_lat_m": _nonneg(_float(f, 5, "sigma lat"), "sigma lat"),
+        "sigma_lon_m": _nonneg(_float(f, 6, "sigma lon"), "sigma lon"),
+        "sigma_alt_m": _nonneg(_float(f, 7, "sigma alt"), "sigma alt"),
     }
 
 
@@ -283,7 +289,7 @@ def _hdt(talker: str, f: list[str]) -> dict[str, Any]:
         "kind": "heading",
         "sentence": "HDT",
         "talker": talker,
-        "heading_deg": _round(_angle(_float(f, 0, "heading"), "heading"), 2),
+        "heading_deg": _angle(_float(f, 0, "heading"), "heading"),
     }
 
 
@@ -292,7 +298,7 @@ def _ths(talker: str, f: list[str]) -> dict[str, Any]:
         "kind": "heading",
         "sentence": "THS",
         "talker": talker,
-        "heading_deg": _round(_angle(_float(f, 0, "heading"), "heading"), 2),
+        "heading_deg": _angle(_float(f, 0, "heading"), "heading"),
         "mode": _letter(f, 1, "AEMSV", "mode"),
     }
 
@@ -316,13 +322,13 @@ def _ttm(talker: str, f: list[str]) -> dict[str, Any]:
         "talker": talker,
         "target": target,
         "range_m": _round(None if distance is None else distance * metres, 1),
-        "bearing_deg": _round(_angle(_float(f, 2, "bearing"), "bearing"), 2),
+        "bearing_deg": _angle(_float(f, 2, "bearing"), "bearing"),
         "bearing_reference": None if brg_ref is None else _REFERENCE[brg_ref],
         "speed_mps": _round(None if speed is None else speed * mps),
-        "course_deg": _round(_angle(_float(f, 5, "course"), "course"), 2),
+        "course_deg": _angle(_float(f, 5, "course"), "course"),
         "course_reference": None if cog_ref is None else _REFERENCE[cog_ref],
         "cpa_m": _round(None if cpa is None else cpa * metres, 1),
-        "tcpa_min": _round(_float(f, 8, "time to CPA"), 2),
+        "tcpa_min": _float(f, 8, "time to CPA"),
         "name": f[10] or None,
         "status": None if status is None else _TARGET_STATUS[status],
         "reference_target": f[12].upper() == "R",
