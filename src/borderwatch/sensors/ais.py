@@ -82,32 +82,31 @@ class _OutOfRangeError(ValueError):
 
 
 def _position(data: dict[str, Any]) -> None:
-    """Null the not-available sentinels (lat 91, lon 181); out of range otherwise."""
+    """Null the not-available sentinels (lat 91, lon 181); out of range otherwise.
+
+    pyais already gives the coordinates rounded to its resolution (1e-6 degrees or coarser).
+    """
     lat, lon = data.get("lat"), data.get("lon")
     if lat is not None:
         if lat == 91.0:
             data["lat"] = None
         elif not -90.0 <= lat <= 90.0:
             raise _OutOfRangeError(f"lat {lat} is beyond 90 degrees")
-        else:
-            data["lat"] = round(lat, 7)
     if lon is not None:
         if lon == 181.0:
             data["lon"] = None
         elif not -180.0 <= lon <= 180.0:
             raise _OutOfRangeError(f"lon {lon} is beyond 180 degrees")
-        else:
-            data["lon"] = round(lon, 7)
 
 
 def _motion(data: dict[str, Any]) -> None:
     """Speed, course and heading of the position reports, with their not-available values."""
     speed = data.pop("speed", None)
-    sog = None if speed is None or speed >= 102.3 else round(speed, 1)
+    sog = None if speed is None or speed >= 102.3 else speed
     data["sog_knots"] = sog
     data["speed_mps"] = None if sog is None else round(sog * KNOT_MPS, 3)
     course = data.pop("course", None)
-    data["cog_deg"] = None if course is None or course >= 360.0 else round(course, 1)
+    data["cog_deg"] = None if course is None or course >= 360.0 else course
     heading = data.pop("heading", None)
     data["heading_deg"] = None if heading is None or heading >= 360 else heading
     second = data.get("second")
@@ -266,9 +265,10 @@ class AisParser(LineParser):
             "channel": channel or None,
             "fragments": len(sentences),
         }
+        data.update(raw)
         for name, value in raw.items():
-            if name not in data:
-                data[name] = value if value.__class__ in _PLAIN else _jsonable(value)
+            if value.__class__ not in _PLAIN:
+                data[name] = _jsonable(value)
         try:
             _position(data)
         except _OutOfRangeError as exc:
