@@ -371,3 +371,33 @@ def test_tag_block_is_skipped() -> None:
     # Tag block example from pyais's documentation.
     item = only_accepted(f"\\s:2573535,c:1671533231*08\\{TYPE1}")
     assert (item.key, item.data["mmsi"]) == ("1", 366053209)
+
+
+def test_multi_fragment_message_refused_on_each_line() -> None:
+    # Two fragments with good checksums that together hold only 72 bits of a type 5.
+    f1 = sentence("AIVDM,2,1,7,B,55?MbV,0")
+    f2 = sentence("AIVDM,2,2,7,B,02;H;s,0")
+    items = parse(TYPE1, f1, f2, TYPE18)
+    assert summary(items) == [
+        ("ok", "1", 1),
+        ("rej", "malformed", 2),
+        ("rej", "malformed", 3),
+        ("ok", "18", 4),
+    ]
+    assert lines_out(items) == 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.text(alphabet=_ARMOUR, max_size=40), min_size=2, max_size=3),
+    st.integers(0, 5),
+)
+def test_random_multi_fragment_payloads_keep_every_line_accounted(
+    payloads: list[str], fill: int
+) -> None:
+    n = len(payloads)
+    lines = [
+        sentence(f"AIVDM,{n},{k + 1},3,A,{p},{fill if k == n - 1 else 0}")
+        for k, p in enumerate(payloads)
+    ]
+    _check_accounting("".join(f"{ln}\r\n" for ln in lines).encode())

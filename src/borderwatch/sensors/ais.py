@@ -219,7 +219,12 @@ class AisParser(LineParser):
         if len(pending.sentences) < sentence.frag_cnt:
             return out
         del self._pending[key]
-        out.append(self._decode(pending.sentences, pending.lines))
+        item = self._decode(pending.sentences, pending.lines)
+        if isinstance(item, Rejected):
+            # A message refused as a whole is refused on each of its lines (every line counts).
+            out.extend(Rejected(item.reason, item.detail, ln) for ln in pending.lines)
+        else:
+            out.append(item)
         return out
 
     @staticmethod
