@@ -250,6 +250,7 @@ GOOD = nmea("GPGGA,101530.00,4207.1234,N,01923.5678,E,1,08,0.9,10.0,M,40.0,M,,")
         ("GPHDT,274.07,T*" + nmea("GPHDT,274.07,T")[-2:], "malformed"),
         ("\x01\x02garbage\x7f", "malformed"),
         ("$$$***", "checksum"),
+        (GOOD[:-1] + "x", "checksum"),
         ("$GP*HDT,274.07,T*00", "malformed"),
     ],
 )

@@ -44,6 +44,7 @@ _REFERENCE = {"T": "true", "R": "relative"}
 
 #: ``$``, the address and fields, ``*`` and two hexadecimal digits, nothing after.
 _FRAME_RE = re.compile(r"\$([^$*!]*)\*([0-9A-Fa-f]{2})")
+_CHECKSUM_TAIL_RE = re.compile(r"\*[0-9A-Fa-f]{2}\Z")
 _NUMBER_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
 _COORD_RE = re.compile(r"(\d{1,3})(\d\d(?:\.\d*)?)")
 _TIME_RE = re.compile(r"(\d\d)(\d\d)(\d\d)(?:\.(\d*))?")
@@ -379,10 +380,9 @@ class NmeaParser(LineParser):
         if frame is None:
             if not text.startswith("$"):
                 return [Rejected("malformed", "sentence does not start with '$'", line)]
-            star = text.rfind("*")
-            if star < 0:
+            if "*" not in text:
                 return [Rejected("checksum", "checksum missing", line)]
-            if len(text) - star != 3:
+            if _CHECKSUM_TAIL_RE.search(text) is None:
                 return [Rejected("checksum", "checksum is not two hex digits at the end", line)]
             return [Rejected("malformed", "stray '$', '!' or '*' inside the sentence", line)]
         body = frame.group(1)
