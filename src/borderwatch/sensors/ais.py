@@ -146,7 +146,7 @@ class AisParser(LineParser):
         if frame is None:
             if text.rfind("*") < 0:
                 return [Rejected("checksum", "checksum missing", line)]
-            if not re.search(r"\*[0-9A-Fa-f]{2}$", text):
+            if not re.search(r"\*[0-9A-Fa-f]{2}\Z", text):
                 return [Rejected("checksum", "checksum is not two hex digits at the end", line)]
             return [Rejected("malformed", "not an NMEA sentence", line)]
         body = frame.group(2)
