@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from borderwatch.sensors.ais import MAX_PENDING, AisParser
-from borderwatch.sensors.base import MAX_LINE_BYTES, Accepted, Item, Rejected
-from borderwatch.sensors.nmea import feed_all
+from borderwatch.sensors.base import MAX_LINE_BYTES, Accepted, Item, Rejected, feed_all
 
 DATA = Path(__file__).parent / "data" / "ais"
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from borderwatch.sensors.base import MAX_LINE_BYTES, Accepted, Item, Rejected
-from borderwatch.sensors.nmea import NmeaParser, feed_all
+from borderwatch.sensors.base import MAX_LINE_BYTES, Accepted, Item, Rejected, feed_all
+from borderwatch.sensors.nmea import NmeaParser
 
 DATA = Path(__file__).parent / "data" / "nmea"
 

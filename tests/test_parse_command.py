@@ -263,3 +263,15 @@ def test_format_choices_are_the_registry_names(capsys: pytest.CaptureFixture[str
         main(["parse", "--help"])
     text = capsys.readouterr().out
     assert "{" + ",".join(FORMAT_NAMES) + "}" in text
+
+
+def test_auto_routes_ais_in_every_framing_to_the_ais_parser() -> None:
+    from borderwatch.sensors.base import Accepted, feed_all
+    from borderwatch.sensors.registry import AutoParser
+
+    sentence = "AIVDM,1,1,,B,15M67FC000G?ufbE`FepT@3n00Sa,0*5C"  # pyais README example
+    lines = [f"!{sentence}", f"${sentence}", f"\\s:base1,c:1700000000*00\\!{sentence}"]
+    items = feed_all(AutoParser(), "".join(f"{ln}\r\n" for ln in lines).encode("ascii"))
+    accepted = [i for i in items if isinstance(i, Accepted)]
+    assert [a.data["kind"] for a in accepted] == ["ais", "ais", "ais"]
+    assert {a.data["mmsi"] for a in accepted} == {366053209}

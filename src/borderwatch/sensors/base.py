@@ -64,6 +64,13 @@ class StreamParser(ABC):
         """End of stream: whatever is still buffered is rejected (e.g. ``incomplete_fragment``)."""
 
 
+def feed_all(parser: StreamParser, data: bytes) -> list[Item]:
+    """Feed ``data`` to ``parser`` as one chunk, then close the stream; all items, in order."""
+    items = parser.feed(data)
+    items.extend(parser.close())
+    return items
+
+
 @dataclass(slots=True)
 class _LineBuffer:
     pending: bytearray = field(default_factory=bytearray)

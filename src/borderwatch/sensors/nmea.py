@@ -19,9 +19,9 @@ from typing import Any
 
 import pynmea2
 
-from borderwatch.sensors.base import Accepted, Item, LineParser, Rejected, StreamParser
+from borderwatch.sensors.base import Accepted, Item, LineParser, Rejected
 
-__all__ = ["NmeaParser", "feed_all"]
+__all__ = ["NmeaParser"]
 
 KNOT_MPS = 1852.0 / 3600.0
 KMH_MPS = 1.0 / 3.6
@@ -63,13 +63,6 @@ class FieldError(ValueError):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
-
-
-def feed_all(parser: StreamParser, data: bytes) -> list[Item]:
-    """Feed ``data`` to ``parser`` as one chunk, then close the stream; all items, in order."""
-    items = parser.feed(data)
-    items.extend(parser.close())
-    return items
 
 
 # --- field converters -------------------------------------------------------------------------

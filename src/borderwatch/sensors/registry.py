@@ -52,12 +52,27 @@ def _make_line_parser(name: str) -> LineParser:
     return parser
 
 
-class AutoParser(LineParser):
-    """Line-based formats by their lines' first character (format ``auto``).
+def _route(text: str) -> str:
+    """Which format a line belongs to: AIS (``!``-sentences, ``$``-talkers of VDM/VDO, and
+    sentences behind an NMEA 4.x tag block ``\\...\\``), other NMEA (``$``), else CO2."""
+    sentence = text
+    if sentence.startswith("\\"):
+        end = sentence.find("\\", 1)
+        sentence = sentence[end + 1 :] if end > 0 else sentence
+    if sentence.startswith("!") or sentence[3:6] in ("VDM", "VDO"):
+        return "ais"
+    if sentence.startswith("$"):
+        return "nmea"
+    return "gmp343"
 
-    ``!`` lines (``!AIVDM``) go to the AIS parser, ``$`` lines to the NMEA parser, other lines to
-    the GMP343 CO2 parser; each is called with the stream's own line numbers, and the delegates'
-    :meth:`~LineParser.finish` runs at the end of the stream (e.g. for unfinished AIS fragments).
+
+class AutoParser(LineParser):
+    """Line-based formats told apart line by line (format ``auto``).
+
+    AIS sentences (``!AIVDM``, ``$AIVDM``, behind a tag block) go to the AIS parser, other ``$``
+    lines to the NMEA parser, other lines to the GMP343 CO2 parser; each is called with the
+    stream's own line numbers, and the delegates' :meth:`~LineParser.finish` runs at the end of
+    the stream (e.g. for unfinished AIS fragments).
     A delegate is created on its first line, so its module is imported only when needed.
     """
 
@@ -74,12 +89,7 @@ class AutoParser(LineParser):
         return parser
 
     def parse_line(self, text: str, line: int) -> list[Item]:
-        first = text[0]
-        if first == "!":
-            return self._delegate("ais").parse_line(text, line)
-        if first == "$":
-            return self._delegate("nmea").parse_line(text, line)
-        return self._delegate("gmp343").parse_line(text, line)
+        return self._delegate(_route(text)).parse_line(text, line)
 
     def finish(self) -> list[Item]:
         out: list[Item] = []

@@ -14,8 +14,7 @@ from pyais import encode_dict
 from pyais.messages import AISSentence
 
 from borderwatch.sensors.ais import AisParser
-from borderwatch.sensors.base import Accepted
-from borderwatch.sensors.nmea import feed_all
+from borderwatch.sensors.base import Accepted, feed_all
 
 LINES = 50_000
 

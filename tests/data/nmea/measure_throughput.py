@@ -13,8 +13,8 @@ from functools import reduce
 
 import pynmea2
 
-from borderwatch.sensors.base import Accepted
-from borderwatch.sensors.nmea import NmeaParser, feed_all
+from borderwatch.sensors.base import Accepted, feed_all
+from borderwatch.sensors.nmea import NmeaParser
 
 LINES = 50_000
 
