@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from borderwatch.sensors.base import MAX_LINE_BYTES, Accepted, Item, Rejected, feed_all
 from borderwatch.sensors.nmea import NmeaParser
+from tests.parser_properties import EDITS, corrupted, feed_in_chunks
 
 DATA = Path(__file__).parent / "data" / "nmea"
 
@@ -343,15 +344,7 @@ _STREAM = b"".join(
 
 
 def _feed_in_chunks(data: bytes, cuts: list[int]) -> list[Item]:
-    parser = NmeaParser()
-    items: list[Item] = []
-    start = 0
-    for cut in sorted(set(cuts)):
-        items.extend(parser.feed(data[start:cut]))
-        start = cut
-    items.extend(parser.feed(data[start:]))
-    items.extend(parser.close())
-    return items
+    return feed_in_chunks(NmeaParser(), data, cuts)
 
 
 @settings(max_examples=200, deadline=None)
@@ -377,18 +370,9 @@ def test_random_bytes_never_raise(data: bytes) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.tuples(st.integers(min_value=0, max_value=10_000), st.integers(0, 255)),
-        min_size=1,
-        max_size=6,
-    )
-)
+@given(EDITS)
 def test_corrupted_sentences_never_raise(edits: list[tuple[int, int]]) -> None:
-    data = bytearray(_STREAM)
-    for pos, value in edits:
-        data[pos % len(data)] = value
-    _check_accounting(bytes(data))
+    _check_accounting(corrupted(_STREAM, edits))
 
 
 @settings(max_examples=200, deadline=None)
