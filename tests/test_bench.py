@@ -41,3 +41,15 @@ def test_bench_command_prints_json(capsys: pytest.CaptureFixture[str]):
     out = json.loads(capsys.readouterr().out)
     assert out["speed"][0]["targets"] == 5
     assert "text" not in out
+
+
+def test_parser_bench_accepts_every_synthetic_message():
+    from borderwatch.bench_parsers import run_parser_bench
+
+    result = run_parser_bench(messages=400)
+    rows = {r["parser"]: r for r in result["parsers"]}
+    assert set(rows) == {"nmea", "ais", "gmp343", "senseair"}
+    for row in rows.values():
+        assert row["messages"] == 400  # every synthetic message is accepted
+        assert row["per_s"] > 0
+    assert "messages/s" in result["text"]

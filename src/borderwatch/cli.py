@@ -68,15 +68,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     # One core means one thread: set before numpy's libraries load their thread pools.
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
-    from borderwatch.bench import run_bench
+    from borderwatch.bench import one_core, run_bench
 
-    result = run_bench(
-        targets=args.targets,
-        scans=args.scans,
-        seed=args.seed,
-        quality=not args.speed_only,
-        progress=lambda msg: log.info("bench: %s", msg),
-    )
+    if args.suite == "parsers":
+        from borderwatch.bench_parsers import run_parser_bench
+
+        with one_core():
+            result = run_parser_bench()
+    else:
+        result = run_bench(
+            targets=args.targets,
+            scans=args.scans,
+            seed=args.seed,
+            quality=not args.speed_only,
+            progress=lambda msg: log.info("bench: %s", msg),
+        )
     if args.json:
         result.pop("text")
         print(json.dumps(result, indent=2, sort_keys=True))
@@ -143,7 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--p", type=float, default=2.0, help="GOSPA order p")
     p.set_defaults(func=_cmd_score)
 
-    p = sub.add_parser("bench", help="measure tracker throughput and per-scan latency")
+    p = sub.add_parser("bench", help="measure tracker (default) or device-parser figures")
+    p.add_argument(
+        "suite",
+        nargs="?",
+        default="tracker",
+        choices=["tracker", "parsers"],
+        help="what to measure (default: %(default)s)",
+    )
     p.add_argument(
         "--targets",
         type=int,
