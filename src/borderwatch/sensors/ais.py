@@ -245,7 +245,7 @@ class AisParser(LineParser):
         talker = first.talker_id
         channel = first.channel
         try:
-            message = AISSentence.assemble_from_iterable(sentences)
+            message = last if len(sentences) == 1 else AISSentence.assemble_from_iterable(sentences)
             bits = len(message.payload) * 6 - last.fill_bits
             decoded = message.decode()
         except UnknownMessageException as exc:
