@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from borderwatch.sensors.base import Item, StreamParser
+from borderwatch.sensors.base import MAX_LINE_BYTES, Item, StreamParser
 
 #: Up to six (position, byte) overwrites; positions wrap around the stream's length.
 EDITS = st.lists(
@@ -32,3 +32,20 @@ def feed_in_chunks(parser: StreamParser, data: bytes, cuts: list[int]) -> list[I
     items.extend(parser.feed(data[start:]))
     items.extend(parser.close())
     return items
+
+
+def framed_lines(data: bytes) -> int:
+    """Lines a :class:`LineParser`'s framing hands on or rejects: the non-blank ones, plus
+    overlong or undecodable ones (each of which must end up in exactly one item)."""
+    count = 0
+    for piece in data.split(b"\n"):
+        if len(piece) > MAX_LINE_BYTES:
+            count += 1
+            continue
+        try:
+            text = piece.decode("ascii")
+        except UnicodeDecodeError:
+            count += 1
+            continue
+        count += bool(text.strip())
+    return count

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from borderwatch.sensors.ais import MAX_PENDING, AisParser
 from borderwatch.sensors.base import MAX_LINE_BYTES, Accepted, Item, Rejected, feed_all
-from tests.parser_properties import EDITS, corrupted, feed_in_chunks
+from tests.parser_properties import EDITS, corrupted, feed_in_chunks, framed_lines
 
 DATA = Path(__file__).parent / "data" / "ais"
 
@@ -51,22 +51,6 @@ def only_accepted(*lines: str) -> Accepted:
     assert len(items) == 1, items
     assert isinstance(items[0], Accepted), items[0]
     return items[0]
-
-
-def lines_in(data: bytes) -> int:
-    """Lines the framing hands on (or rejects): non-blank, overlong or undecodable lines."""
-    count = 0
-    for piece in data.split(b"\n"):
-        if len(piece) > MAX_LINE_BYTES:
-            count += 1
-            continue
-        try:
-            text = piece.decode("ascii")
-        except UnicodeDecodeError:
-            count += 1
-            continue
-        count += bool(text.strip())
-    return count
 
 
 def lines_out(items: list[Item]) -> int:
@@ -254,7 +238,7 @@ def test_bad_lines_do_not_lose_good_neighbours() -> None:
         ("rej", "out_of_range", 7),
         ("ok", "18", 8),
     ]
-    assert lines_out(items) == lines_in(data) == 8
+    assert lines_out(items) == framed_lines(data) == 8
 
 
 # --- sample recording -------------------------------------------------------------------------
@@ -264,7 +248,7 @@ def test_sample_harbour_traffic() -> None:
     data = (DATA / "harbour_traffic.ais").read_bytes()
     items = feed_all(AisParser(), data)
     assert [i for i in items if isinstance(i, Rejected)] == []
-    assert lines_out(items) == lines_in(data)
+    assert lines_out(items) == framed_lines(data)
     acc = [i for i in items if isinstance(i, Accepted)]
     statics = {i.data["mmsi"]: i.data for i in acc if i.key == "5"}
     assert {d["name"] for d in statics.values()} == {"BAR PILOT 2", "POLICIJA 12", "ADRIA CARRIER"}
@@ -300,7 +284,7 @@ def test_chunking_does_not_change_items(cuts: list[int]) -> None:
 
 def _check_accounting(data: bytes) -> None:
     items = feed_all(AisParser(), data)
-    assert lines_out(items) == lines_in(data)
+    assert lines_out(items) == framed_lines(data)
     for item in items:
         if isinstance(item, Accepted):
             json.dumps(item.data, allow_nan=False)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from borderwatch.sensors.base import MAX_LINE_BYTES, Accepted, Item, Rejected, feed_all
 from borderwatch.sensors.nmea import NmeaParser
-from tests.parser_properties import EDITS, corrupted, feed_in_chunks
+from tests.parser_properties import EDITS, corrupted, feed_in_chunks, framed_lines
 
 DATA = Path(__file__).parent / "data" / "nmea"
 
@@ -43,22 +43,6 @@ def rejected(line: str) -> Rejected:
     item = one(line)
     assert isinstance(item, Rejected), item
     return item
-
-
-def expected_items(data: bytes) -> int:
-    """Lines the framing hands on (or rejects): non-blank, overlong or undecodable lines."""
-    count = 0
-    for piece in data.split(b"\n"):
-        if len(piece) > MAX_LINE_BYTES:
-            count += 1
-            continue
-        try:
-            text = piece.decode("ascii")
-        except UnicodeDecodeError:
-            count += 1
-            continue
-        count += bool(text.strip())
-    return count
 
 
 # --- known sentences ------------------------------------------------------------------------
@@ -303,7 +287,7 @@ def test_sample_boat_recording() -> None:
     rejected_items = [i for i in items if isinstance(i, Rejected)]
     assert rejected_items == []
     keys = [i.key for i in items if isinstance(i, Accepted)]
-    assert len(items) == expected_items(data)
+    assert len(items) == framed_lines(data)
     for key in ("GGA", "RMC", "VTG", "HDT", "GST"):
         assert keys.count(key) == 60, key
     fixes = [i.data for i in items if isinstance(i, Accepted) and i.key == "RMC"]
@@ -321,7 +305,7 @@ def test_sample_radar_recording() -> None:
         i for i in items if isinstance(i, Rejected)
     ]
     assert {i.key for i in items if isinstance(i, Accepted)} == {"TTM", "TLL"}
-    assert len(items) == expected_items(data)
+    assert len(items) == framed_lines(data)
 
 
 # --- properties -------------------------------------------------------------------------------
@@ -355,7 +339,7 @@ def test_chunking_does_not_change_items(cuts: list[int]) -> None:
 
 def _check_accounting(data: bytes) -> None:
     items = feed_all(NmeaParser(), data)
-    assert len(items) == expected_items(data)
+    assert len(items) == framed_lines(data)
     for item in items:
         if isinstance(item, Accepted):
             json.dumps(item.data, allow_nan=False)

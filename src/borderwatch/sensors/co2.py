@@ -34,6 +34,12 @@ MAX_TEMPERATURE_C = 100.0
 MIN_PRESSURE_HPA = 500.0
 MAX_PRESSURE_HPA = 1500.0
 
+#: Optional fields of a GMP343 line: (pattern group, output key, lowest, highest, unit).
+_OPTIONAL_FIELDS = (
+    ("temp", "temperature_c", MIN_TEMPERATURE_C, MAX_TEMPERATURE_C, "'C"),
+    ("pressure", "pressure_hpa", MIN_PRESSURE_HPA, MAX_PRESSURE_HPA, "hPa"),
+)
+
 # Atomic, so a run of digits is never split into two numbers (no backtracking blow-up).
 _NUMBER = r"(?>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
 _GMP343_LINE = re.compile(
@@ -71,18 +77,18 @@ class Gmp343Parser(LineParser):
         if not (math.isfinite(ppm) and 0.0 <= ppm <= MAX_PPM):
             return [Rejected("out_of_range", f"CO2 {ppm} ppm outside 0..{MAX_PPM:.0f}", line)]
         data: dict[str, object] = {"kind": "co2", "ppm": ppm, "sensor_format": "gmp343"}
-        temp = m.group("temp")
-        if temp is not None:
-            t = float(temp)
-            if not (math.isfinite(t) and MIN_TEMPERATURE_C <= t <= MAX_TEMPERATURE_C):
-                return [Rejected("out_of_range", f"temperature {t} 'C", line)]
-            data["temperature_c"] = t
-        pressure = m.group("pressure")
-        if pressure is not None:
-            p = float(pressure)
-            if not (math.isfinite(p) and MIN_PRESSURE_HPA <= p <= MAX_PRESSURE_HPA):
-                return [Rejected("out_of_range", f"pressure {p} hPa", line)]
-            data["pressure_hpa"] = p
+        for group, key, low, high, unit in _OPTIONAL_FIELDS:
+            text = m.group(group)
+            if text is None:
+                continue
+            value = float(text)
+            if not (math.isfinite(value) and low <= value <= high):
+                return [
+                    Rejected(
+                        "out_of_range", f"{key} {value} {unit} outside {low:g}..{high:g}", line
+                    )
+                ]
+            data[key] = value
         return [Accepted("gmp343", data, line)]
 
 

@@ -44,6 +44,23 @@ def _enc(
     )
 
 
+def _class_a_report(
+    mmsi: int, lat: float, lon: float, knots: float, course: float, second: int
+) -> dict[str, Any]:
+    """An AIS type 1 position report under way."""
+    return {
+        "type": 1,
+        "mmsi": mmsi,
+        "status": 0,
+        "speed": knots,
+        "lat": lat,
+        "lon": lon,
+        "course": course,
+        "heading": int(course) % 360,
+        "second": second,
+    }
+
+
 def traffic() -> list[str]:
     """60 s of traffic: class A reports every 10 s, class B every 30 s, own ship every 2 s,
     static data (type 5 in two fragments, type 24 parts A and B) once a minute."""
@@ -53,36 +70,13 @@ def traffic() -> list[str]:
         if second % 2 == 0:
             mmsi, lat0, lon0, knots, course = OWN
             lat, lon = _move(lat0, lon0, knots, course, second)
-            lines += _enc(
-                {
-                    "type": 1,
-                    "mmsi": mmsi,
-                    "status": 0,
-                    "speed": knots,
-                    "lat": lat,
-                    "lon": lon,
-                    "course": course,
-                    "heading": int(course),
-                    "second": second,
-                },
-                kind="VDO",
-            )
+            lines += _enc(_class_a_report(mmsi, lat, lon, knots, course, second), kind="VDO")
         for i, (mmsi, name, call, stype, lat0, lon0, knots, course, cls) in enumerate(VESSELS):
             channel = "AB"[(second + i) % 2]
             lat, lon = _move(lat0, lon0, knots, course, second)
             if cls == "A" and (second + i) % 10 == 0:
                 lines += _enc(
-                    {
-                        "type": 1,
-                        "mmsi": mmsi,
-                        "status": 0,
-                        "speed": knots,
-                        "lat": lat,
-                        "lon": lon,
-                        "course": course,
-                        "heading": int(course) % 360,
-                        "second": second,
-                    },
+                    _class_a_report(mmsi, lat, lon, knots, course, second),
                     channel=channel,
                     talker="AI" if i != 2 else "BS",
                 )
