@@ -120,10 +120,12 @@ Offset2 = tuple[
 ]
 
 
-class _Device(BaseModel):
-    """Fields every device has."""
+class BaseDevice(BaseModel):
+    """Fields every device has; a device type is a subclass that fixes ``type``."""
 
     model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="Device type, which selects the model and the driver.")
 
     sensor_id: str = Field(
         pattern=r"^[a-z0-9_.-]{1,64}$",
@@ -170,7 +172,7 @@ class _Device(BaseModel):
         return parse_device_url(self.url)
 
 
-class GpsDevice(_Device):
+class GpsDevice(BaseDevice):
     """The node's own GNSS receiver (NMEA 0183: fix, velocity, heading, accuracy)."""
 
     type: Literal["gps"] = Field(default="gps", description="Device type: gps.")
@@ -181,7 +183,7 @@ class GpsDevice(_Device):
     )
 
 
-class AisDevice(_Device):
+class AisDevice(BaseDevice):
     """An AIS receiver or transponder (AIVDM/AIVDO, mixed with other NMEA sentences)."""
 
     type: Literal["ais"] = Field(default="ais", description="Device type: ais.")
@@ -195,7 +197,7 @@ class AisDevice(_Device):
     )
 
 
-class RadarDevice(_Device):
+class RadarDevice(BaseDevice):
     """A radar's target output (NMEA TTM tracked targets, TLL target positions)."""
 
     type: Literal["radar"] = Field(default="radar", description="Device type: radar.")
@@ -218,7 +220,7 @@ class RadarDevice(_Device):
     )
 
 
-class Gmp343Device(_Device):
+class Gmp343Device(BaseDevice):
     """A Vaisala GMP343-style CO2 probe streaming ASCII readings."""
 
     type: Literal["gmp343"] = Field(default="gmp343", description="Device type: gmp343.")
@@ -226,7 +228,7 @@ class Gmp343Device(_Device):
     baudrate: int = Field(default=19200, gt=0, description="Serial line speed, bit/s.")
 
 
-class SenseAirDevice(_Device):
+class SenseAirDevice(BaseDevice):
     """A SenseAir K30/S8-style CO2 sensor, polled over Modbus RTU."""
 
     type: Literal["senseair"] = Field(default="senseair", description="Device type: senseair.")
@@ -251,7 +253,7 @@ class SenseAirDevice(_Device):
         return self
 
 
-class MqttDetectionsDevice(_Device):
+class MqttDetectionsDevice(BaseDevice):
     """A networked sensor publishing JSON Detection messages (borderwatch schema) over MQTT."""
 
     type: Literal["mqtt_detections"] = Field(
