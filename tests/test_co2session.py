@@ -92,6 +92,13 @@ def simulated(seed: int, persons: int, *, hard: bool, hold_s: float = HOLD_S) ->
     return events[0]
 
 
+def empty_inspection(seed: int, **model: float) -> tuple[np.ndarray, np.ndarray]:
+    """Times and readings of a nominal inspection of an empty container (probe in at MARK_S)."""
+    t = np.arange(0.0, MARK_S + HOLD_S + 0.5, 1.0)
+    ppm = co2_series(t, persons=0, sample_start_s=MARK_S, rng=np.random.default_rng(seed), **model)
+    return t, ppm
+
+
 def verdict_counts(persons: int, *, hard: bool, seeds: int = 200) -> dict[str, int]:
     """How many of ``seeds`` simulated inspections end in each verdict."""
     counts = dict.fromkeys(sorted(VERDICTS), 0)
@@ -168,8 +175,7 @@ def test_confidence_grows_with_the_number_of_people():
 def test_short_exhaust_or_breath_plume_is_not_people(peak_ppm, duration_s):
     # The longer plumes stay above the release level for more than persistence_s as they
     # decay; the plateau test is what tells them from an occupied space.
-    t = np.arange(0.0, MARK_S + HOLD_S + 0.5, 1.0)
-    ppm = co2_series(t, persons=0, sample_start_s=MARK_S, rng=np.random.default_rng(3))
+    t, ppm = empty_inspection(3)
     ppm = ppm + transient_ppm(t, start_s=100.0, duration_s=duration_s, peak_ppm=peak_ppm)
     assert ppm.max() > 420.0 + 400.0  # the plume is well above the threshold
     (event,) = run_session(t, ppm, mark_s=MARK_S, finish_s=float(t[-1]))
@@ -195,8 +201,7 @@ def test_without_a_mark_the_sample_starts_after_the_baseline():
 
 
 def test_unstable_baseline_is_inconclusive():
-    t = np.arange(0.0, MARK_S + HOLD_S + 0.5, 1.0)
-    ppm = co2_series(t, persons=0, sample_start_s=MARK_S, rng=np.random.default_rng(6))
+    t, ppm = empty_inspection(6)
     ppm = ppm + transient_ppm(t, start_s=10.0, duration_s=5.0, peak_ppm=600.0)  # breath
     (event,) = run_session(t, ppm, mark_s=MARK_S, finish_s=float(t[-1]))
     assert event.verdict == "inconclusive"
@@ -213,8 +218,7 @@ def test_too_short_baseline_is_inconclusive():
 
 
 def test_noisy_sensor_is_inconclusive():
-    t = np.arange(0.0, MARK_S + HOLD_S + 0.5, 1.0)
-    ppm = co2_series(t, persons=0, sample_start_s=MARK_S, rng=np.random.default_rng(8))
+    t, ppm = empty_inspection(8)
     rng = np.random.default_rng(9)
     ppm[t >= MARK_S] += rng.normal(0.0, 60.0, int((t >= MARK_S).sum()))
     (event,) = run_session(t, ppm, mark_s=MARK_S, finish_s=float(t[-1]))
@@ -223,18 +227,14 @@ def test_noisy_sensor_is_inconclusive():
 
 
 def test_outdoor_air_check_on_the_baseline():
-    t = np.arange(0.0, MARK_S + HOLD_S + 0.5, 1.0)
-    ppm = co2_series(
-        t, persons=0, ambient_ppm=1500.0, sample_start_s=MARK_S, rng=np.random.default_rng(10)
-    )
+    t, ppm = empty_inspection(10, ambient_ppm=1500.0)
     (event,) = run_session(t, ppm, mark_s=MARK_S, finish_s=float(t[-1]))
     assert event.verdict == "inconclusive"
     assert "not outdoor air" in event.reason
 
 
 def test_rise_still_building_at_the_end_is_inconclusive():
-    t = np.arange(0.0, MARK_S + HOLD_S + 0.5, 1.0)
-    ppm = co2_series(t, persons=0, sample_start_s=MARK_S, rng=np.random.default_rng(11))
+    t, ppm = empty_inspection(11)
     ppm[t >= t[-1] - 15.0] += 300.0  # the last 15 s: too short to persist
     (event,) = run_session(t, ppm, mark_s=MARK_S, finish_s=float(t[-1]))
     assert event.verdict == "inconclusive"
