@@ -27,6 +27,7 @@ from borderwatch.schema import (
     AlertEndReason,
     AlertPriority,
     BorderKindName,
+    Concealment,
     Detection,
     EnuOrigin,
     MessageError,
@@ -38,6 +39,7 @@ from borderwatch.schema import (
     Velocity,
     alert_from_core,
     batch_to_detections,
+    concealment_from_event,
     covariance_problem,
     default_priority,
     detections_to_batch,
@@ -49,6 +51,7 @@ from borderwatch.schema import (
 )
 from borderwatch.schema.convert import sensors_from_mask
 from borderwatch.schema.reference import TABLE_MODELS, examples, generated_blocks, render_docs
+from borderwatch.sensors.co2session import ConcealmentEvent
 
 FRAME = LocalFrame(42.2, 19.2, 8.0)
 EPOCH = datetime(2025, 6, 14, tzinfo=UTC)
@@ -755,11 +758,56 @@ def test_docs_examples_validate() -> None:
             payload = body.removeprefix("```json\n").removesuffix("```\n")
             message = parse_message(payload)
             assert message == EXAMPLES[name]
-            assert isinstance(message, Detection | Track | Alert | NodeState)
+            assert isinstance(message, Detection | Track | Alert | NodeState | Concealment)
 
 
 def test_json_schema_covers_every_message() -> None:
     schema = message_json_schema()
     mapping = schema["discriminator"]["mapping"]
-    assert set(mapping) == {"detection", "track", "alert", "node_state"}
+    assert set(mapping) == {"detection", "track", "alert", "node_state", "concealment"}
     assert NodeState.model_json_schema()["additionalProperties"] is False
+
+
+def _concealment_event(**changes):
+    fields = {
+        "session_id": "co2-1-0001",
+        "vehicle_id": "MSCU 4471025",
+        "sensor_id": "co2-1",
+        "officer": None,
+        "t": 96.5,
+        "verdict": "persons_likely",
+        "confidence": 0.97,
+        "baseline_ppm": 421.0,
+        "baseline_sigma_ppm": 2.0,
+        "peak_ppm": 2400.0,
+        "rise_ppm": 1900.0,
+        "persisted_s": 30.0,
+        "samples": 40,
+        "reason": "rise held",
+    }
+    fields.update(changes)
+    return ConcealmentEvent(**fields)
+
+
+def test_concealment_from_event_round_trips() -> None:
+    publisher = PUBLISHER
+    message = concealment_from_event(_concealment_event(), publisher)
+    assert message.time == publisher.epoch + timedelta(seconds=96.5)
+    assert message.provenance.sensor_ids == ("co2-1",)
+    assert message.verdict.value == "persons_likely"
+    assert parse_message(message.model_dump_json()) == message
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"confidence": 1.5}, "confidence"),
+        ({"verdict": "maybe"}, "verdict"),
+        ({"vehicle_id": ""}, "vehicle_id"),
+        ({"baseline_ppm": float("nan")}, "baseline_ppm"),
+    ],
+)
+def test_concealment_refuses_bad_values(change, field) -> None:
+    # Out-of-range numbers fail validation; an unknown verdict fails its enum (both ValueError).
+    with pytest.raises(ValueError, match=f"(?i){field}"):
+        concealment_from_event(_concealment_event(**change), PUBLISHER)

@@ -442,8 +442,8 @@ class Envelope(WireModel):
         description='Major version of this schema: "1". Other major versions are refused.',
     )
     type: str = Field(
-        description='Message type, which selects the model: "detection", "track", "alert" or '
-        '"node_state".'
+        description='Message type, which selects the model: "detection", "track", "alert", '
+        '"node_state" or "concealment".'
     )
     msg_id: MsgId = Field(
         description="ULID of this message (26 characters, Crockford base32), unique across "

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
 
@@ -40,6 +40,8 @@ from borderwatch.schema.messages import (
     AlertState,
     BearingOnlyMeasurement,
     BorderRelation,
+    Concealment,
+    ConcealmentVerdict,
     Detection,
     PositionMeasurement,
     RangeBearingMeasurement,
@@ -48,6 +50,9 @@ from borderwatch.schema.messages import (
     default_priority,
     escalate,
 )
+
+if TYPE_CHECKING:
+    from borderwatch.sensors.co2session import ConcealmentEvent
 
 #: A track whose last detection is older than this is published as ``coasting``, s.
 COAST_AFTER_S: Final = 3.0
@@ -446,4 +451,32 @@ def alert_from_core(
         after=after,
         provenance=publisher.provenance(sensors_from_mask(alert.sensor_mask, publisher.sensor_ids)),
         enu_origin=EnuOrigin.from_frame(publisher.frame),
+    )
+
+
+# ---------------------------------------------------------------------------- concealment
+
+
+def concealment_from_event(
+    event: ConcealmentEvent, publisher: Publisher, *, position: GeoPoint | None = None
+) -> Concealment:
+    """A CO2 session's :class:`~borderwatch.sensors.co2session.ConcealmentEvent` → a
+    Concealment message; ``position`` is where the node was (its GPS), when known."""
+    return Concealment(
+        msg_id=publisher.make_msg_id(),
+        time=time_at(event.t, publisher.epoch),
+        provenance=publisher.provenance((event.sensor_id,)),
+        session_id=event.session_id,
+        vehicle_id=event.vehicle_id,
+        officer=event.officer,
+        verdict=ConcealmentVerdict(event.verdict),
+        confidence=event.confidence,
+        baseline_ppm=event.baseline_ppm,
+        baseline_sigma_ppm=event.baseline_sigma_ppm,
+        peak_ppm=event.peak_ppm,
+        rise_ppm=event.rise_ppm,
+        persisted_s=event.persisted_s,
+        samples=event.samples,
+        reason=event.reason[:200],
+        position=position,
     )

@@ -1,4 +1,4 @@
-"""The four wire messages: Detection, Track, Alert and NodeState, and how to read one.
+"""The wire messages: Detection, Track, Alert, NodeState and Concealment, and how to read one.
 
 Receivers call :func:`parse_message` on a payload: it picks the model from ``type``, checks the
 schema version first and raises :class:`~borderwatch.schema.common.MessageError` with the
@@ -450,16 +450,71 @@ class NodeState(Envelope):
         return self.provenance.software_version
 
 
+# ------------------------------------------------------------------------------ concealment
+
+
+class ConcealmentVerdict(StrEnum):
+    """Outcome of a CO2 inspection session."""
+
+    PERSONS_LIKELY = "persons_likely"
+    CLEAR = "clear"
+    INCONCLUSIVE = "inconclusive"
+
+
+ShortText = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
+
+
+class Concealment(Envelope):
+    """The result of a CO2 inspection of a vehicle or container: people likely hidden inside,
+    clear, or inconclusive. ``time`` is when the verdict was reached; ``persons_likely`` is sent
+    as soon as the evidence holds, the others when the officer ends the session.
+    """
+
+    type: Literal["concealment"] = Field(default="concealment", description="Message type.")
+    session_id: ShortText = Field(description="Id of the inspection session.")
+    vehicle_id: ShortText = Field(
+        description="Vehicle or container id the officer entered (plate, container number)."
+    )
+    officer: ShortText | None = Field(default=None, description="Officer who ran the session.")
+    verdict: ConcealmentVerdict = Field(description="persons_likely, clear or inconclusive.")
+    confidence: Probability = Field(
+        description="Strength of the evidence for the verdict in [0, 1]: a score that ranks "
+        "sessions (0.5 at the rise threshold, 0.9 at twice it), not a calibrated probability."
+    )
+    baseline_ppm: FiniteFloat = Field(ge=0.0, description="Mean outside-air reading, ppm.")
+    baseline_sigma_ppm: FiniteFloat = Field(
+        ge=0.0, description="Standard deviation of the baseline readings, ppm."
+    )
+    peak_ppm: FiniteFloat = Field(ge=0.0, description="Highest reading with the probe in, ppm.")
+    rise_ppm: FiniteFloat = Field(
+        description="Sustained rise above the baseline the verdict rests on, ppm."
+    )
+    persisted_s: FiniteFloat = Field(ge=0.0, description="How long the rise held, s.")
+    samples: Count = Field(description="Readings taken with the probe in.")
+    reason: Annotated[str, StringConstraints(strict=True, max_length=200)] = Field(
+        description="Short explanation for the officer."
+    )
+    position: GeoPoint | None = Field(
+        default=None, description="Where the inspection took place (the node's position)."
+    )
+
+    def geo_points(self) -> list[GeoPoint]:
+        """The inspection position, if known."""
+        return [] if self.position is None else [self.position]
+
+
 # --------------------------------------------------------------------------------- reading
 
 Message = Annotated[
-    Detection | Track | Alert | NodeState,
+    Detection | Track | Alert | NodeState | Concealment,
     Field(discriminator="type"),
     BeforeValidator(check_schema_version),
 ]
-"""Any message, keyed by ``type``: detection, track, alert or node_state."""
+"""Any message, keyed by ``type``: detection, track, alert, node_state or concealment."""
 
-MESSAGE_ADAPTER: Final[TypeAdapter[Detection | Track | Alert | NodeState]] = TypeAdapter(Message)
+AnyMessage = Detection | Track | Alert | NodeState | Concealment
+
+MESSAGE_ADAPTER: Final[TypeAdapter[AnyMessage]] = TypeAdapter(Message)
 
 
 def _describe(error: ValidationError) -> str:
@@ -472,7 +527,7 @@ def _describe(error: ValidationError) -> str:
 
 def parse_message(
     payload: str | bytes, *, path: str | Path | None = None, line: int | None = None
-) -> Detection | Track | Alert | NodeState:
+) -> AnyMessage:
     """Validate a JSON payload as a message of this schema.
 
     Raises :class:`MessageError` naming every bad field (and ``path``/``line`` when given,

@@ -43,6 +43,8 @@ from borderwatch.schema.messages import (
     AlertState,
     BearingOnlyMeasurement,
     BorderRelation,
+    Concealment,
+    ConcealmentVerdict,
     Detection,
     NodeState,
     NodeStatus,
@@ -240,6 +242,28 @@ def _node_state() -> NodeState:
     )
 
 
+def _concealment() -> Concealment:
+    return Concealment(
+        msg_id="01JXPQ8C2V3W4X5Y6Z7A8B9C0D",
+        time=_at(96.0),
+        provenance=_provenance("co2-1"),
+        session_id="co2-1-0007",
+        vehicle_id="PG 123 AB / MSCU 4471025",
+        officer="officer-17",
+        verdict=ConcealmentVerdict.PERSONS_LIKELY,
+        confidence=0.97,
+        baseline_ppm=421.4,
+        baseline_sigma_ppm=2.1,
+        peak_ppm=2488.0,
+        rise_ppm=2031.5,
+        persisted_s=30.0,
+        samples=36,
+        reason="rise of 2032 ppm above outside air held for 30 s",
+        position=_point(2400.0, 180.0),
+        enu_origin=_ORIGIN,
+    )
+
+
 def examples() -> dict[str, Envelope]:
     """One valid message for each form, by the name its docs block uses."""
     return {
@@ -250,6 +274,7 @@ def examples() -> dict[str, Envelope]:
         "alert-new": _alert(AlertEvent.NEW),
         "alert-update": _alert(AlertEvent.UPDATE),
         "node-state": _node_state(),
+        "concealment": _concealment(),
     }
 
 
@@ -276,11 +301,13 @@ TABLE_MODELS: Final[dict[str, type[BaseModel]]] = {
         NodeState,
         SensorState,
         QueueState,
+        Concealment,
     )
 }
 
 _UNIT_SUFFIXES: Final = (
     ("_m2", "m²"),
+    ("_ppm", "ppm"),
     ("_mps", "m/s"),
     ("_deg", "degrees"),
     ("_m", "m"),
