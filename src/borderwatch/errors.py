@@ -42,3 +42,7 @@ class DetectionRejectedError(BorderwatchError):
     def __init__(self, reason: str, detail: str = ""):
         self.reason = reason
         super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class CommandError(BorderwatchError):
+    """An operator command a node or centre refuses (unknown verb, bad arguments, unknown id)."""
