@@ -16,17 +16,33 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from borderwatch import __version__
-from borderwatch.errors import BorderwatchError
+from borderwatch.errors import BorderwatchError, InputError
 
 log = logging.getLogger("borderwatch")
 
 DEFAULT_DEMO_SCENARIO = "green-night-patrol"
+DEFAULT_DEVICES_DIR = Path("build/devices")
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from borderwatch.scenarios import resolve_scenario
+
+    if args.devices:
+        from borderwatch.simulator.emulate import serve_scenario
+
+        serve_scenario(
+            resolve_scenario(args.scenario),
+            args.out or DEFAULT_DEVICES_DIR,
+            seed=args.seed,
+            speed=args.speed,
+            duration_s=args.duration,
+            announce=lambda device: print(device.line(), flush=True),
+        )
+        return 0
     from borderwatch.simulator.run import simulate_to_dir
 
+    if args.out is None:
+        raise InputError("--out is required (except with --devices)")
     summary = simulate_to_dir(resolve_scenario(args.scenario), args.out, seed=args.seed)
     print(json.dumps(summary, sort_keys=True))
     return 0
@@ -113,12 +129,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("simulate", help="run a scenario: write truth, detections and border")
+    p = sub.add_parser(
+        "simulate",
+        help="run a scenario: write truth, detections and border (or serve its devices)",
+    )
     p.add_argument(
         "scenario", type=Path, help="scenario YAML file, or the name of a shipped scenario"
     )
-    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output directory (required without --devices; default {DEFAULT_DEVICES_DIR} with)",
+    )
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    p.add_argument(
+        "--devices",
+        action="store_true",
+        help="serve the scenario's devices on ptys/UDP in real time; prints "
+        "'<sensor_id> <type> <path-or-udp-address>' per device",
+    )
+    p.add_argument(
+        "--speed", type=float, default=1.0, help="with --devices: scenario seconds per second"
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="with --devices: stop at this scenario time, s (default: the scenario's end)",
+    )
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("track", help="track detections from a CSV file")

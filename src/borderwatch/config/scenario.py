@@ -1,15 +1,18 @@
-"""Scenario files for the simulator: border, targets, target generators, platforms and sensors.
+"""Scenario files for the simulator: border, targets, generators, platforms, sensors and devices.
 
 All positions are metres east (``x``) and north (``y``) in the scenario's local ENU frame, whose
 WGS-84 origin is ``origin``. Headings and azimuths are degrees clockwise from north (the
 convention of compasses and radars); a positive turn rate turns right (clockwise). Times are
-seconds from the start of the scenario. ``docs/scenarios.md`` explains every field with examples.
+seconds from the start of the scenario. ``docs/scenarios.md`` explains every field with examples;
+``docs/simulator-devices.md`` the device streams (``devices``, ``inspections``, AIS and GPS).
 
 Load a file with :func:`load_scenario`: errors name the file and the line of the offending key.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -200,6 +203,42 @@ class ManoeuvringMotion(_Model):
 Motion = Annotated[WaypointMotion | ManoeuvringMotion, Field(discriminator="type")]
 
 
+# ------------------------------------------------------------------------------ AIS transponders
+#: Characters AIS can carry in names and call signs (its six-bit ASCII subset, upper case).
+_AIS_TEXT = r"^[A-Z0-9 @\[\]^_!\"#$%&'()*+,\-./:;<=>?]*$"
+
+
+class AisTransponder(_Model):
+    """An AIS transponder: the vessel reports its true position and its static data by radio.
+
+    Class A (SOLAS ships, ferries) sends position reports of type 1 and static and voyage data
+    of type 5; class B (small craft) sends type 18 and static data of type 24 (parts A and B).
+    """
+
+    mmsi: int = Field(ge=1, le=999_999_999, description="Maritime Mobile Service Identity.")
+    ais_class: Literal["A", "B"] = Field(
+        alias="class", description="Transponder class: 'A' (types 1 and 5) or 'B' (18 and 24)."
+    )
+    interval_s: float = Field(default=10.0, gt=0, description="Time between position reports, s.")
+    name: str = Field(
+        default="",
+        max_length=20,
+        pattern=_AIS_TEXT,
+        description="Vessel name, up to 20 characters of AIS text (upper case).",
+    )
+    callsign: str = Field(
+        default="", max_length=7, pattern=_AIS_TEXT, description="Radio call sign, AIS text."
+    )
+    ship_type: int = Field(
+        default=0, ge=0, le=99, description="AIS ship and cargo type (0: not available)."
+    )
+    static_interval_s: float = Field(
+        default=360.0,
+        gt=0,
+        description="Time between static data messages (type 5, or type 24 parts A and B), s.",
+    )
+
+
 class TargetConfig(_Model):
     """One scripted target."""
 
@@ -216,6 +255,9 @@ class TargetConfig(_Model):
         default=None, gt=0, description="Death time, s; default: the end of the scenario."
     )
     motion: Motion = Field(description="How the target moves (type: waypoints | manoeuvring).")
+    ais: AisTransponder | None = Field(
+        default=None, description="AIS transponder the target carries; default none."
+    )
 
     @model_validator(mode="after")
     def _check_life(self) -> TargetConfig:
@@ -377,6 +419,41 @@ TargetGenerator = Annotated[
 
 
 # -------------------------------------------------------------------------------------- sensors
+class PlatformGps(_Model):
+    """A GNSS receiver (and optionally a heading sensor) on a platform.
+
+    The position error is a first-order Gauss-Markov process per axis (east, north, up) with
+    standard deviation ``sigma_m`` and correlation time ``correlation_s``: receiver errors wander
+    slowly rather than jump from fix to fix.
+    """
+
+    rate_hz: float = Field(default=1.0, gt=0, le=20, description="Fixes per second, Hz.")
+    sigma_m: float = Field(
+        default=2.0, gt=0, description="1-σ horizontal position error per axis, m."
+    )
+    correlation_s: float = Field(
+        default=30.0, ge=0, description="Correlation time of the position error, s (0: white)."
+    )
+    sigma_speed_mps: float = Field(
+        default=0.05, ge=0, description="1-σ velocity error per axis, m/s."
+    )
+    heading_sensor: bool = Field(
+        default=False, description="Whether a heading sensor sends HDT (true heading)."
+    )
+    sigma_heading_deg: float = Field(
+        default=0.5, ge=0, description="1-σ error of the heading sensor, degrees."
+    )
+    fix_quality: Literal[1, 2] = Field(
+        default=2, description="GGA fix quality: 1 autonomous GPS, 2 differential (SBAS, DGPS)."
+    )
+    satellites: int = Field(default=10, ge=4, le=64, description="Satellites in use.")
+    hdop: float = Field(default=0.9, gt=0, description="Horizontal dilution of precision.")
+    geoid_sep_m: FiniteFloat = Field(
+        default=45.0,
+        description="Geoid height above the ellipsoid, m (GGA altitude is above mean sea level).",
+    )
+
+
 class PlatformConfig(_Model):
     """A moving sensor platform (a patrol boat or vehicle) following a path at constant speed."""
 
@@ -387,6 +464,12 @@ class PlatformConfig(_Model):
         default="reverse",
         description="At the last waypoint: 'hold' (stop there), 'loop' (back to the first "
         "point) or 'reverse' (patrol to and fro).",
+    )
+    gps: PlatformGps | None = Field(
+        default=None, description="GNSS receiver (and heading sensor) on board; default none."
+    )
+    ais: AisTransponder | None = Field(
+        default=None, description="The platform's own AIS transponder; default none."
     )
 
 
@@ -476,6 +559,187 @@ SensorConfig = Annotated[
 ]
 
 
+# ------------------------------------------------------------------------------- CO2 inspections
+class Inspection(_Model):
+    """A CO2 inspection of a vehicle's cargo space at a checkpoint.
+
+    The probe is switched on at ``start_s`` in the outside air, goes into the cargo space at
+    ``start_s + baseline_s`` and is withdrawn ``sample_s`` later. Readings come from
+    :func:`borderwatch.simulator.co2.co2_series` (a well-mixed cargo space filling with the CO2
+    the hidden people exhale since the doors closed).
+    """
+
+    vehicle_id: str = Field(
+        min_length=1, description="The inspected vehicle (a plate, or a vehicle target's id)."
+    )
+    persons: int = Field(ge=0, description="People hidden in the cargo space (truth).")
+    start_s: float = Field(ge=0, description="Time the probe starts reading outside air, s.")
+    baseline_s: float = Field(
+        default=30.0, ge=0, description="Outside-air readings before the probe goes in, s."
+    )
+    sample_s: float = Field(default=120.0, gt=0, description="Time the probe stays inside, s.")
+    probe: str | None = Field(
+        default=None,
+        description="sensor_id of the gmp343/senseair device that takes the readings; "
+        "default: every CO2 device.",
+    )
+    volume_m3: float = Field(default=67.0, gt=0, description="Free air volume of the cargo, m³.")
+    closed_for_s: float = Field(
+        default=1800.0, ge=0, description="How long the cargo had been closed when sampled, s."
+    )
+    air_changes_per_h: float = Field(
+        default=0.5, ge=0, description="Air exchange of the closed cargo with the outside, 1/h."
+    )
+    exhale_l_per_h: float = Field(
+        default=18.0, ge=0, description="CO2 each person exhales, L/h (18: an adult at rest)."
+    )
+
+    @property
+    def sample_start_s(self) -> float:
+        """Time the probe goes into the cargo space, s."""
+        return self.start_s + self.baseline_s
+
+    @property
+    def sample_end_s(self) -> float:
+        """Time the probe is withdrawn, s."""
+        return self.sample_start_s + self.sample_s
+
+
+# --------------------------------------------------------------------------------------- devices
+class DeviceFaults(_Model):
+    """Faults injected into a device's byte stream, drawn from the scenario seed.
+
+    The rates are per line (per response for SenseAir): a line is dropped, garbled (some bytes
+    replaced by line noise), or sent with a wrong checksum, at most one of them.
+    """
+
+    garble_rate: float = Field(default=0.0, ge=0, le=1, description="Share of garbled lines.")
+    bad_checksum_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share of lines with a wrong checksum (or CRC)."
+    )
+    drop_rate: float = Field(default=0.0, ge=0, le=1, description="Share of lines never sent.")
+    unplug_at_s: float | None = Field(
+        default=None, ge=0, description="Time the device is unplugged, s; default never."
+    )
+    unplug_for_s: float = Field(default=10.0, gt=0, description="How long it stays unplugged, s.")
+
+    @model_validator(mode="after")
+    def _check_rates(self) -> DeviceFaults:
+        total = self.garble_rate + self.bad_checksum_rate + self.drop_rate
+        if total > 1.0:
+            raise ValueError(f"fault rates add up to {total:g}, more than 1")
+        return self
+
+
+class _DeviceBase(_Model):
+    sensor_id: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Device id, unique among devices; also the name of its pty link.",
+    )
+    transport: Literal["pty", "udp"] = Field(
+        default="pty", description="'pty' (a pseudo-terminal, like a serial port) or 'udp'."
+    )
+    udp_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Port on 127.0.0.1 (udp transport only)."
+    )
+    faults: DeviceFaults = Field(default_factory=DeviceFaults, description="Injected faults.")
+
+    @model_validator(mode="after")
+    def _check_transport(self) -> _DeviceBase:
+        if (self.transport == "udp") != (self.udp_port is not None):
+            raise _fail(("udp_port",), "udp_port is needed with, and only with, udp", None)
+        return self
+
+
+class GpsDevice(_DeviceBase):
+    """NMEA 0183 GGA, RMC, VTG, GST (and HDT) of a platform's GNSS receiver."""
+
+    type: Literal["gps"] = Field(description="Device type discriminator.")
+    platform: str = Field(description="Platform whose 'gps' the device is.")
+
+
+class AisDevice(_DeviceBase):
+    """An AIS receiver: !AIVDM of the AIS-carrying targets, !AIVDO of its platform's transponder."""
+
+    type: Literal["ais"] = Field(description="Device type discriminator.")
+    platform: str | None = Field(
+        default=None, description="Platform carrying the receiver (and its own transponder)."
+    )
+    range_m: float | None = Field(
+        default=None,
+        gt=0,
+        description="Reception range from the platform, m; default: every vessel is heard.",
+    )
+
+
+class RadarDevice(_DeviceBase):
+    """A radar's target tracking output: one TTM per target it detects, at its scan rate."""
+
+    type: Literal["radar"] = Field(description="Device type discriminator.")
+    platform: str = Field(description="Platform carrying the radar.")
+    radar: str | None = Field(
+        default=None,
+        description="id of the 'type: radar' sensor on the platform whose scans are reported; "
+        "default: the platform's only radar.",
+    )
+    bearing: Literal["true", "relative"] = Field(
+        default="true", description="Bearings from north ('true') or from the bow ('relative')."
+    )
+
+
+class _Co2DeviceBase(_DeviceBase):
+    interval_s: float = Field(default=2.0, gt=0, description="Time between measurements, s.")
+    response_tau_s: float = Field(
+        default=8.0, ge=0, description="Time constant of the sensor's response, s."
+    )
+    noise_ppm: float = Field(default=5.0, ge=0, description="1-σ reading noise, ppm.")
+    ambient_ppm: float = Field(
+        default=420.0, ge=0, description="Outside air CO2 at the probe's checkpoint, ppm."
+    )
+
+
+class Gmp343Device(_Co2DeviceBase):
+    """A Vaisala GMP343-style probe streaming ASCII lines ``CO2=  2501.9 ppm  21.5 'C``."""
+
+    type: Literal["gmp343"] = Field(description="Device type discriminator.")
+    temperature_c: FiniteFloat = Field(default=21.5, description="Probe temperature, °C.")
+
+    @model_validator(mode="after")
+    def _no_checksum(self) -> Gmp343Device:
+        if self.faults.bad_checksum_rate:
+            raise _fail(("faults", "bad_checksum_rate"), "GMP343 lines carry no checksum", None)
+        return self
+
+
+class SenseAirDevice(_Co2DeviceBase):
+    """A SenseAir K30/S8-style sensor answering Modbus RTU requests (polled, pty only)."""
+
+    type: Literal["senseair"] = Field(description="Device type discriminator.")
+    slave: int = Field(
+        default=0x68, ge=1, le=247, description="Modbus address (it also answers 0xFE)."
+    )
+    range_ppm: int = Field(
+        default=10_000,
+        gt=0,
+        lt=0x8000,
+        description="Top of the measuring range, ppm; above it the out-of-range bit is set.",
+    )
+
+    @model_validator(mode="after")
+    def _polled(self) -> SenseAirDevice:
+        if self.transport != "pty":
+            raise _fail(("transport",), "a polled Modbus sensor needs a pty", self.transport)
+        return self
+
+
+DeviceConfig = Annotated[
+    GpsDevice | AisDevice | RadarDevice | Gmp343Device | SenseAirDevice,
+    Field(discriminator="type"),
+]
+CO2_DEVICE_TYPES = ("gmp343", "senseair")
+
+
 # ------------------------------------------------------------------------------------- scenario
 class Scenario(_Model):
     """A complete simulation scenario."""
@@ -496,6 +760,18 @@ class Scenario(_Model):
         default_factory=list, description="Moving platforms carrying sensors."
     )
     sensors: list[SensorConfig] = Field(min_length=1, description="Sensors.")
+    start_utc: datetime | None = Field(
+        default=None,
+        description="UTC date and time of t = 0 in device timestamps; default: when the "
+        "devices start serving.",
+    )
+    inspections: list[Inspection] = Field(
+        default_factory=list, description="CO2 inspections of vehicles at checkpoints."
+    )
+    devices: list[DeviceConfig] = Field(
+        default_factory=list,
+        description="Byte streams to emit (type: gps | ais | radar | gmp343 | senseair).",
+    )
 
     @model_validator(mode="after")
     def _check_references(self) -> Scenario:
@@ -530,6 +806,69 @@ class Scenario(_Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _check_devices(self) -> Scenario:
+        _unique([d.sensor_id for d in self.devices], "devices", "sensor_id")
+        ports = [str(d.udp_port) for d in self.devices if d.udp_port is not None]
+        _unique(ports, "devices", "udp_port")
+        self._check_mmsis()
+        platforms = {p.name: p for p in self.platforms}
+        for i, d in enumerate(self.devices):
+            name = getattr(d, "platform", None)
+            if name is not None and name not in platforms:
+                raise _fail(("devices", i, "platform"), f"no platform named {name!r}", name)
+            if isinstance(d, GpsDevice) and platforms[d.platform].gps is None:
+                raise _fail(("devices", i, "platform"), f"platform {d.platform!r} has no gps", None)
+            if isinstance(d, RadarDevice):
+                self.radar_of(d, i)
+        self._check_inspections()
+        return self
+
+    def _check_mmsis(self) -> None:
+        carriers: list[tuple[str, int, AisTransponder | None]] = [
+            *(("targets", i, t.ais) for i, t in enumerate(self.targets)),
+            *(("platforms", i, p.ais) for i, p in enumerate(self.platforms)),
+        ]
+        seen: set[int] = set()
+        for field, i, ais in carriers:
+            if ais is not None:
+                if ais.mmsi in seen:
+                    raise _fail((field, i, "ais", "mmsi"), f"duplicate mmsi {ais.mmsi}", ais.mmsi)
+                seen.add(ais.mmsi)
+
+    def _check_inspections(self) -> None:
+        probes = [d.sensor_id for d in self.devices if d.type in CO2_DEVICE_TYPES]
+        for i, ins in enumerate(self.inspections):
+            if ins.probe is not None and ins.probe not in probes:
+                message = f"no gmp343 or senseair device with sensor_id {ins.probe!r}"
+                raise _fail(("inspections", i, "probe"), message, ins.probe)
+        for probe in probes:
+            mine = sorted(
+                (ins.start_s, ins.sample_end_s, i)
+                for i, ins in enumerate(self.inspections)
+                if ins.probe in (None, probe)
+            )
+            for (_s0, end, _i), (start, _e1, i) in pairwise(mine):
+                if start < end:
+                    message = f"starts before the previous inspection with probe {probe!r} ends"
+                    raise _fail(("inspections", i, "start_s"), message, start)
+
+    def radar_of(self, device: RadarDevice, index: int = 0) -> RadarSensorConfig:
+        """The radar sensor whose scans a radar device reports."""
+        radars = [
+            s
+            for s in self.sensors
+            if isinstance(s, RadarSensorConfig) and s.mount.platform == device.platform
+        ]
+        chosen = [s for s in radars if device.radar in (None, s.id)]
+        if len(chosen) != 1:
+            which = f"radar {device.radar!r}" if device.radar else "exactly one radar"
+            message = f"platform {device.platform!r} carries no {which}"
+            if len(chosen) > 1:
+                message = f"platform {device.platform!r} carries several radars: name one"
+            raise _fail(("devices", index, "radar"), message, device.radar)
+        return chosen[0]
+
     def target_ids(self) -> list[str]:
         """Truth ids of the scripted targets, then of each generator's targets, in order."""
         ids = [t.id or f"target-{i}" for i, t in enumerate(self.targets)]
@@ -554,20 +893,31 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 __all__ = [
+    "CO2_DEVICE_TYPES",
     "AcrossBorderGenerator",
+    "AisDevice",
+    "AisTransponder",
     "AlongBorderGenerator",
     "BorderLine",
     "CameraSensorConfig",
+    "DeviceConfig",
+    "DeviceFaults",
     "FieldOfView",
+    "Gmp343Device",
+    "GpsDevice",
+    "Inspection",
     "ManoeuvreSettings",
     "ManoeuvringMotion",
     "Mount",
     "Origin",
     "PlatformConfig",
+    "PlatformGps",
     "PositionSensorConfig",
+    "RadarDevice",
     "RadarSensorConfig",
     "RandomGenerator",
     "Scenario",
+    "SenseAirDevice",
     "SensorConfig",
     "TargetConfig",
     "TargetGenerator",
