@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Largest identity: AIS MMSIs have nine decimal digits.
+MAX_IDENTITY = 999_999_999
 
 
 class MotionMode(BaseModel):
@@ -109,6 +112,12 @@ class CrossingSettings(BaseModel):
     update_interval_s: float = Field(
         default=10.0, gt=0, description="Minimum time between update events of one alert, s."
     )
+    suppress_own_alerts: bool = Field(
+        default=True,
+        description="Raise no crossing or approach alert for a track carrying one of "
+        "own_identities (patrol boats cross the line on duty); an alert already open when the "
+        "track is recognised as an own vessel ends as retracted.",
+    )
 
 
 class TrackerConfig(BaseModel):
@@ -172,9 +181,54 @@ class TrackerConfig(BaseModel):
         description="Hold detections this long so late ones are processed in time order, s. "
         "Detections older than already processed time are rejected and counted as 'late'.",
     )
+    own_identities: frozenset[int] = Field(
+        default_factory=frozenset,
+        description="Identities (AIS MMSIs) of the deployment's own vessels: their tracks are "
+        "marked own.",
+    )
+    identified_coast_s: float = Field(
+        default=200.0,
+        gt=0,
+        description="Delete an identified track (one that an AIS report has named) not updated "
+        "for this long, s; it is also how long a track's identity may stay silent before the "
+        "track, still seen by other sensors, counts as dark. AIS reports every 2-10 s under "
+        "way (class A), 30 s (class B) and every 3 min at anchor or below 2-3 knots: 200 s "
+        "covers the slowest with margin.",
+    )
+    identity_gate_probability: float = Field(
+        default=0.999999,
+        gt=0.5,
+        lt=1,
+        description="Probability mass of the (wider) validation gate between an identified "
+        "detection and a track holding the same identity. Such a pair is also sought beyond "
+        "max_gate_m and is preferred in the assignment; a detection never goes to a track "
+        "holding a different identity.",
+    )
+    dark_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A confirmed track of a boat (class boat, or within dark_water_distance_m "
+        "of a blue border) is dark when anonymous sensors have seen it for at least this long "
+        "and no identified report has come for this long (for a track that has an identity, "
+        "for identified_coast_s), s.",
+    )
+    dark_water_distance_m: float = Field(
+        default=500.0,
+        ge=0,
+        description="A track this close to a blue (river, lake) border segment counts as a boat "
+        "for the dark rule whatever its class, m.",
+    )
     crossing: CrossingSettings = Field(
         default_factory=CrossingSettings, description="Border crossing and approach alerts."
     )
+
+    @field_validator("own_identities")
+    @classmethod
+    def _identities_are_mmsis(cls, value: frozenset[int]) -> frozenset[int]:
+        bad = sorted(v for v in value if not 0 < v <= MAX_IDENTITY)
+        if bad:
+            raise ValueError(f"identities must be in 1..{MAX_IDENTITY} (AIS MMSIs): {bad}")
+        return value
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrackerConfig:

@@ -17,11 +17,16 @@ The pair cost is the negative log-likelihood up to a constant, ``d² + ln det S`
 tentative track with a huge covariance does not win a detection from a well-tracked one. The
 tracker gives every track the same (large) miss cost, so within a cluster as many tracks as
 possible are served first, and the total cost decides between assignments of equal size.
+
+Identities (AIS MMSIs) add two rules, applied by the tracker to the candidate pairs: a pair
+whose detection and track hold different identities is dropped, and a pair holding the same
+identity is found whatever the distance (:func:`identity_pairs`) and carries a ``bonus``
+subtracted from its cost, so it wins against anonymous alternatives.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -34,18 +39,34 @@ from borderwatch.fusion.detections import FloatArray, IntArray
 
 @dataclass(frozen=True, slots=True)
 class Pairs:
-    """Candidate (track, detection) pairs with their gate statistics."""
+    """Candidate (track, detection) pairs with their gate statistics.
+
+    ``bonus`` is subtracted from a pair's cost ``d² + ln det S`` (zeros unless given): the
+    tracker uses it for a detection and a track holding the same identity.
+    """
 
     track: IntArray
     det: IntArray
     d2: FloatArray
     logdet: FloatArray
+    bonus: FloatArray = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        if self.bonus.shape[0] != self.track.shape[0]:
+            object.__setattr__(self, "bonus", np.zeros(self.track.shape[0]))
 
     def __len__(self) -> int:
         return int(self.track.shape[0])
 
+    @property
+    def cost(self) -> FloatArray:
+        """Assignment cost of each pair: ``d² + ln det S - bonus``."""
+        return np.asarray(self.d2 + self.logdet - self.bonus, dtype=np.float64)
+
     def select(self, mask: np.ndarray) -> Pairs:
-        return Pairs(self.track[mask], self.det[mask], self.d2[mask], self.logdet[mask])
+        return Pairs(
+            self.track[mask], self.det[mask], self.d2[mask], self.logdet[mask], self.bonus[mask]
+        )
 
 
 def candidate_pairs(
@@ -99,6 +120,34 @@ def candidate_pairs(
     return trk[order], det[order]
 
 
+def identity_pairs(track_identity: IntArray, det_identity: IntArray) -> tuple[IntArray, IntArray]:
+    """Every (track, detection) pair holding the same non-zero identity, whatever the distance.
+
+    An identity normally names one track, but two vessels may send one MMSI (a misconfigured
+    transponder), so every track holding it is paired. Vectorised: tracks are sorted by
+    identity and each identified detection finds its run with ``searchsorted``.
+
+    Returns:
+        ``(track_index, det_index)`` arrays, sorted by track then detection.
+    """
+    empty = np.zeros(0, dtype=np.int64)
+    tracks = np.flatnonzero(track_identity)
+    dets = np.flatnonzero(det_identity)
+    if tracks.size == 0 or dets.size == 0:
+        return empty, empty
+    order = tracks[np.argsort(track_identity[tracks], kind="stable")]
+    keys = track_identity[order]
+    lo = np.searchsorted(keys, det_identity[dets], side="left")
+    hi = np.searchsorted(keys, det_identity[dets], side="right")
+    count = hi - lo
+    det = np.repeat(dets, count)
+    # Position of each pair within its detection's run of tracks: 0, 1, ... count-1.
+    within = np.arange(det.size) - np.repeat(np.cumsum(count) - count, count)
+    trk = order[np.repeat(lo, count) + within]
+    sort = np.lexsort((det, trk))
+    return trk[sort].astype(np.int64), det[sort].astype(np.int64)
+
+
 def gnn_assign(pairs: Pairs, n_tracks: int, n_dets: int, miss_cost: FloatArray) -> Pairs:
     """Global-nearest-neighbour assignment over gated pairs, solved per connected cluster.
 
@@ -113,7 +162,7 @@ def gnn_assign(pairs: Pairs, n_tracks: int, n_dets: int, miss_cost: FloatArray) 
     """
     if len(pairs) == 0:
         return pairs
-    cost = pairs.d2 + pairs.logdet
+    cost = pairs.cost
     track_deg = np.bincount(pairs.track, minlength=n_tracks)
     det_deg = np.bincount(pairs.det, minlength=n_dets)
     alone = (track_deg[pairs.track] == 1) & (det_deg[pairs.det] == 1)

@@ -24,7 +24,13 @@ probabilities from the track covariance projected on the border normal
   ``crossed`` or ``turned_away``).
 
 Tracks that are deleted end their open alerts with reason ``track_lost``
-(:func:`end_alerts_of_lost_tracks`).
+(:meth:`BorderMonitor.end_lost`).
+
+**Own vessels** (``TrackStore.own``: the track carries one of the deployment's own MMSIs) raise
+no alert while ``suppress_own_alerts`` is on: patrol boats cross the line on duty. An alert a
+track raised before it was recognised (radar saw the boat before its AIS report came) ends with
+reason ``retracted``. Their side follows them (re-established whenever P(side) ≥
+``p_establish``) without any alert.
 """
 
 from __future__ import annotations
@@ -75,8 +81,9 @@ class BorderMonitor:
         p_left = prox.p_left(Pc[rows, :2, :2])
         s = self.s
         side = store.side[rows]
-        # Establish the side of tracks that have none yet.
-        unknown = side == 0
+        own = store.own[rows] if s.suppress_own_alerts else np.zeros(rows.size, dtype=bool)
+        # Establish the side of tracks that have none yet; own vessels' sides just follow them.
+        unknown = (side == 0) | own
         side[unknown & (p_left >= s.p_establish)] = 1
         side[unknown & (p_left <= 1.0 - s.p_establish)] = -1
         store.side[rows] = side
@@ -88,9 +95,9 @@ class BorderMonitor:
         v_far = -side * v_left
         dist = np.abs(prox.signed_distance_m)
         candidate = side != 0
+        open_alert = (store.cross_alert[rows] > 0) | (store.approach_alert[rows] > 0)
         interesting = (
-            (store.cross_alert[rows] > 0)
-            | (store.approach_alert[rows] > 0)
+            open_alert
             | (candidate & (p_far >= s.p_new))
             | (candidate & (v_far > s.min_normal_speed_mps) & (dist <= s.approach_max_distance_m))
         )
@@ -98,8 +105,20 @@ class BorderMonitor:
         for k in np.flatnonzero(interesting).tolist():
             i = int(rows[k])
             ctx = _TrackView(store, i, xc[i], Pc[i], t, prox, p_left[k], var_v[k], row=k)
-            alerts.extend(self._track(ctx))
+            alerts.extend(self._retract(ctx) if own[k] else self._track(ctx))
         return alerts, rows, prox
+
+    def _retract(self, c: _TrackView) -> list[BorderAlert]:
+        """End the open alerts of a track now known to be an own vessel (reason retracted)."""
+        store, i = c.store, c.i
+        out: list[BorderAlert] = []
+        if store.cross_alert[i]:
+            out.append(self._close_crossing(c, "retracted"))
+        if store.approach_alert[i]:
+            side = int(store.side[i]) or 1
+            out.append(self._event(c, AlertKind.APPROACH, AlertEvent.END, side, "retracted"))
+            store.approach_alert[i] = 0
+        return out
 
     def _track(self, c: _TrackView) -> list[BorderAlert]:
         s, store, i = self.s, c.store, c.i

@@ -11,6 +11,10 @@ core never guesses which sensor produced a number:
 ``BEARING_ONLY``
     ``z = (bearing_rad, nan)`` from ``sensor_xy``; only ``R[0, 0]`` (rad²) is used.
 
+Each row may also carry an *identity*: 0 for anonymous sensors (radar, camera), the MMSI for
+an AIS position report, which names the vessel that made it (see ``docs/fusion.md``, section
+"Identities, own boats and dark boats").
+
 The pydantic wire message (:class:`borderwatch.schema.Detection`) converts to this batch at the
 boundary; the hot path never sees per-detection Python objects.
 """
@@ -26,6 +30,7 @@ from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
 
 
 class MeasurementKind(IntEnum):
@@ -59,6 +64,8 @@ class DetectionBatch:
         sensor: index of the sensor in the caller's sensor table (int64), for provenance.
         cls: :class:`TargetClass` hint per row (int64).
         cls_conf: confidence of the class hint in [0, 1].
+        identity: who the detection says it is (int64): 0 anonymous (radar, camera), an AIS
+            report's MMSI otherwise. Defaults to zeros, like ``cls``.
     """
 
     t: FloatArray
@@ -69,6 +76,7 @@ class DetectionBatch:
     sensor: IntArray
     cls: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     cls_conf: FloatArray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    identity: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
         n = self.t.shape[0]
@@ -76,6 +84,8 @@ class DetectionBatch:
             object.__setattr__(self, "cls", np.zeros(n, dtype=np.int64))
         if self.cls_conf.shape[0] != n:
             object.__setattr__(self, "cls_conf", np.zeros(n, dtype=np.float64))
+        if self.identity.shape[0] != n:
+            object.__setattr__(self, "identity", np.zeros(n, dtype=np.int64))
 
     def __len__(self) -> int:
         return int(self.t.shape[0])
@@ -92,8 +102,10 @@ class DetectionBatch:
         xy: FloatArray,
         sigma_m: FloatArray,
         sensor: IntArray | None = None,
+        identity: IntArray | None = None,
     ) -> Self:
-        """Position detections with isotropic noise ``sigma_m`` (1-σ, metres) per row."""
+        """Position detections with isotropic noise ``sigma_m`` (1-σ, metres) per row;
+        ``identity`` per row (0 anonymous, the default)."""
         n = int(np.shape(t)[0])
         sigma = np.asarray(sigma_m, dtype=np.float64)
         # Keep the sign: a negative sigma must fail validation, not square into a valid one.
@@ -108,6 +120,11 @@ class DetectionBatch:
             R=R,
             sensor_xy=np.zeros((n, 2)),
             sensor=np.zeros(n, dtype=np.int64) if sensor is None else np.asarray(sensor),
+            identity=(
+                np.zeros(n, dtype=np.int64)
+                if identity is None
+                else np.asarray(identity, dtype=np.int64)
+            ),
         )
 
     def take(self, index: IntArray | NDArray[np.bool_]) -> Self:
@@ -121,6 +138,7 @@ class DetectionBatch:
             sensor=self.sensor[index],
             cls=self.cls[index],
             cls_conf=self.cls_conf[index],
+            identity=self.identity[index],
         )
 
     @classmethod
@@ -137,4 +155,5 @@ class DetectionBatch:
             sensor=np.concatenate([b.sensor for b in batches]),
             cls=np.concatenate([b.cls for b in batches]),
             cls_conf=np.concatenate([b.cls_conf for b in batches]),
+            identity=np.concatenate([b.identity for b in batches]),
         )

@@ -11,7 +11,7 @@ from enum import StrEnum
 import numpy as np
 
 from borderwatch.fusion.borders import BorderKind
-from borderwatch.fusion.detections import FloatArray, IntArray
+from borderwatch.fusion.detections import BoolArray, FloatArray, IntArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,14 @@ class TrackTable:
         side: +1 left of the border, -1 right, 0 when no border is configured.
         border_segment: nearest border segment index, -1 when no border is configured.
         border_distance_m: signed distance to the border (positive on the left), NaN without one.
+        identity: the MMSI an AIS report gave the track, 0 for an anonymous track.
+        own: the identity is one of the deployment's own vessels (``own_identities``).
+        dark: a boat seen by radar or camera that sends no AIS (see ``Tracker._dark`` and
+            ``docs/fusion.md``).
+        identity_t: time of the last identified (AIS) update, NaN when there was none.
+
+    The identity columns default to "anonymous" (zeros, False, NaN), so a table built without
+    them stays valid.
     """
 
     t: float
@@ -49,6 +57,22 @@ class TrackTable:
     side: IntArray
     border_segment: IntArray
     border_distance_m: FloatArray
+    identity: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    own: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    dark: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    identity_t: FloatArray = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        n = self.track_id.shape[0]
+        defaults: dict[str, tuple[type, object]] = {
+            "identity": (np.int64, 0),
+            "own": (np.bool_, False),
+            "dark": (np.bool_, False),
+            "identity_t": (np.float64, np.nan),
+        }
+        for name, (dtype, fill) in defaults.items():
+            if getattr(self, name).shape[0] != n:
+                object.__setattr__(self, name, np.full(n, fill, dtype=dtype))
 
     def __len__(self) -> int:
         return int(self.track_id.shape[0])

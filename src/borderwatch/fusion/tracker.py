@@ -16,6 +16,13 @@ Processing of one sensor scan (all detections with the same time and sensor):
 
 Scans from several sensors at the same time are processed one after the other (sequential
 fusion), so two sensors seeing one target update one track rather than creating two.
+
+Identified detections (AIS reports, ``DetectionBatch.identity`` = MMSI) name their track: they
+never update a track holding another identity, find the track holding theirs through a wider
+gate and with a preference in the assignment, start tracks that are confirmed at once, and keep
+them alive for ``identified_coast_s``. Anonymous detections (radar, camera) update identified
+tracks like any other, so a vessel seen by both is one track. The output table marks own vessels
+and *dark* boats: seen by anonymous sensors, silent on AIS.
 """
 
 from __future__ import annotations
@@ -29,10 +36,17 @@ from scipy.stats import chi2
 
 from borderwatch.config.tracker import TrackerConfig
 from borderwatch.fusion import imm
-from borderwatch.fusion.association import Pairs, candidate_pairs, gnn_assign
-from borderwatch.fusion.borders import Border
+from borderwatch.fusion.association import Pairs, candidate_pairs, gnn_assign, identity_pairs
+from borderwatch.fusion.borders import Border, BorderKind
 from borderwatch.fusion.crossings import AlertIds, BorderMonitor
-from borderwatch.fusion.detections import DetectionBatch, FloatArray, IntArray, MeasurementKind
+from borderwatch.fusion.detections import (
+    BoolArray,
+    DetectionBatch,
+    FloatArray,
+    IntArray,
+    MeasurementKind,
+    TargetClass,
+)
 from borderwatch.fusion.models import (
     measurement_dof,
     mode_transition,
@@ -55,6 +69,7 @@ class TrackerStats:
     tracks_created: int = 0
     tracks_confirmed: int = 0
     tracks_deleted: int = 0
+    tracks_merged: int = 0
     alerts: int = 0
 
     def as_dict(self) -> dict[str, object]:
@@ -66,6 +81,7 @@ class TrackerStats:
             "tracks_created": self.tracks_created,
             "tracks_confirmed": self.tracks_confirmed,
             "tracks_deleted": self.tracks_deleted,
+            "tracks_merged": self.tracks_merged,
             "alerts": self.alerts,
         }
 
@@ -124,13 +140,10 @@ class Tracker:
         )
         self._pending = DetectionBatch.empty()
         self._mu0 = _stationary(mode_transition(self.modes, 1.0))
-        self._gate = np.array(
-            [
-                0.0,
-                chi2.ppf(self.config.gate_probability, 1),
-                chi2.ppf(self.config.gate_probability, 2),
-            ]
-        )
+        # Chi-square gates indexed by the measurement's degrees of freedom (1 or 2).
+        self._gate = chi2.ppf(self.config.gate_probability, [1, 1, 2])
+        self._identity_gate = chi2.ppf(self.config.identity_gate_probability, [1, 1, 2])
+        self._own = np.array(sorted(self.config.own_identities), dtype=np.int64)
         self._table = TrackTable.empty(0.0, len(self.modes))
         self._snapshot: _Snapshot | None = None
         # sensor index -> (time of its last scan, smoothed interval between its scans)
@@ -224,7 +237,10 @@ class Tracker:
 
     # ----------------------------------------------------------------------------- one scan
     def _process_scan(self, t: float, scan: DetectionBatch) -> list[BorderAlert]:
-        self._note_revisit(int(scan.sensor[0]), t)
+        # An AIS receiver does not revisit anything: each vessel reports at its own rate, so
+        # identified scans say nothing about how often the scanning sensors come round.
+        if not np.all(scan.identity):
+            self._note_revisit(int(scan.sensor[0]), t)
         self.stats.scans += 1
         self.stats.detections_processed += len(scan)
         self._predict_to(t)
@@ -234,12 +250,19 @@ class Tracker:
         R_pad = padded_noise(scan.R, scan.kind)
         gated = self._gate_pairs(xc, Pc, scan, det_xy, det_cov, R_pad)
         assigned = gnn_assign(gated, len(store), len(scan), np.full(len(store), _MISS_COST))
+        # Twins are judged on when each track was last seen before this scan.
+        seen_before = store.last_t.copy() if np.any(scan.identity) else store.last_t
         self._update(assigned, scan, R_pad, t)
         free = _initiation_candidates(scan, gated, assigned, len(store))
+        twins = self._twins(scan, gated, assigned, R_pad, seen_before)
         xc, Pc = imm.combine(store.x, store.P, store.mu)
+        alerts: list[BorderAlert] = []
+        if twins is not None:
+            alerts.extend(self._remove(twins, xc, Pc, t))
+            self.stats.tracks_merged += int(twins.sum())
+            store, xc, Pc = self.store, xc[~twins], Pc[~twins]
         segment = np.full(len(store), -1, dtype=np.int64)
         distance = np.full(len(store), np.nan)
-        alerts: list[BorderAlert] = []
         if self._monitor is not None and len(store):
             step_alerts, rows, prox = self._monitor.step(store, xc, Pc, t)
             segment[rows] = prox.segment
@@ -293,15 +316,32 @@ class Tracker:
         trk_var = imm.max_eig2(Pc[:, :2, :2])
         radius = np.minimum(np.sqrt(self._gate[2] * (trk_var + det_var)), self.config.max_gate_m)
         trk, det = candidate_pairs(xc[:, :2], radius, det_xy, has_xy)
+        named = np.any(scan.identity)
+        if named:
+            # A detection naming a track's identity is sought whatever the distance (an
+            # anchored vessel reports every 3 minutes, and its track has drifted in between).
+            i_trk, i_det = identity_pairs(self.store.identity, scan.identity)
+            if i_trk.size:
+                d = len(scan)
+                key = np.unique(np.concatenate([trk * d + det, i_trk * d + i_det]))
+                trk, det = key // d, key % d
         d2, logdet = imm.gate_statistics(
             xc[trk], Pc[trk], scan.z[det], R_pad[det], scan.kind[det], scan.sensor_xy[det]
         )
-        inside = d2 <= self._gate[measurement_dof(scan.kind[det])]
+        dof = measurement_dof(scan.kind[det])
         # A bearing cannot confirm that anything exists at a tentative track's range: any
         # target along the ray would "hit" it. Bearings only refine confirmed tracks.
         bearing = scan.kind[det] == MeasurementKind.BEARING_ONLY
-        inside &= ~bearing | (self.store.status[trk] == CONFIRMED)
-        return Pairs(trk, det, d2, logdet).select(inside)
+        usable = ~bearing | (self.store.status[trk] == CONFIRMED)
+        if not named:
+            return Pairs(trk, det, d2, logdet).select(usable & (d2 <= self._gate[dof]))
+        trk_id, det_id = self.store.identity[trk], scan.identity[det]
+        same = (det_id != 0) & (trk_id == det_id)
+        other = (det_id != 0) & (trk_id != 0) & (trk_id != det_id)
+        gate = np.where(same, self._identity_gate[dof], self._gate[dof])
+        inside = usable & ~other & (d2 <= gate)
+        bonus = np.where(same, _IDENTITY_BONUS, 0.0)
+        return Pairs(trk, det, d2, logdet, bonus).select(inside)
 
     def _update(self, assigned: Pairs, scan: DetectionBatch, R_pad: FloatArray, t: float) -> None:
         s = self.store
@@ -322,7 +362,19 @@ class Tracker:
         s.last_t[a_trk] = t
         s.sensor_mask[a_trk] |= np.left_shift(1, np.minimum(scan.sensor[a_det], 62))
         np.add.at(s.cls_evidence, (a_trk, scan.cls[a_det]), scan.cls_conf[a_det])
-        promote = (s.status == TENTATIVE) & (s.hits >= self.config.confirm_hits)
+        det_id = scan.identity[a_det]
+        named = det_id != 0
+        if np.any(named):
+            rows = a_trk[named]
+            s.identity[rows] = det_id[named]
+            s.identity_t[rows] = t
+            s.own[rows] = np.isin(det_id[named], self._own)
+        anon = a_trk[~named]
+        s.anon_t[anon] = t
+        s.anon_first_t[anon] = np.fmin(s.anon_first_t[anon], t)  # NaN until the first
+        # An identified update confirms at once: the vessel reported its own position.
+        ready = (s.hits >= self.config.confirm_hits) | (s.identity != 0)
+        promote = (s.status == TENTATIVE) & ready
         s.status[promote] = CONFIRMED
         self.stats.tracks_confirmed += int(promote.sum())
 
@@ -362,23 +414,29 @@ class Tracker:
 
         Misses are counted in time rather than in scans: a scan from a sensor whose field of
         view does not cover a track says nothing about it, and sensors of different rates mix.
+        An identified track coasts for ``identified_coast_s`` at least: its vessel may report
+        only every 3 minutes.
         """
         s, c = self.store, self.config
         k = self.time_scale()
         silent = now - s.last_t
         tentative = s.status == TENTATIVE
         too_old = now - s.first_t > k * c.confirm_window_s
+        coast = k * c.coast_s
+        coast_limit = np.where(s.identity != 0, max(coast, c.identified_coast_s), coast)
         return np.asarray(
             (tentative & ((silent > k * c.tentative_coast_s) | too_old))
-            | (~tentative & (silent > k * c.coast_s))
+            | (~tentative & (silent > coast_limit))
         )
 
     def _delete(self, t: float, xc: FloatArray, Pc: FloatArray) -> list[BorderAlert]:
         s, c = self.store, self.config
         if len(s) == 0:
             return []
-        sigma2 = imm.max_eig2(Pc[:, :2, :2])
-        doomed = self._stale(t) | (sigma2 > c.max_position_sigma_m**2)
+        # An identified track's covariance grows between sparse reports; its next report finds
+        # it by identity, so only silence (identified_coast_s) ends it.
+        vague = (imm.max_eig2(Pc[:, :2, :2]) > c.max_position_sigma_m**2) & (s.identity == 0)
+        doomed = self._stale(t) | vague
         if not np.any(doomed):
             return []
         return self._remove(doomed, xc, Pc, t)
@@ -395,6 +453,61 @@ class Tracker:
         if self._snapshot is not None:
             self._snapshot = self._snapshot.without(doomed)
         return alerts
+
+    def _twins(
+        self,
+        scan: DetectionBatch,
+        gated: Pairs,
+        assigned: Pairs,
+        R_pad: FloatArray,
+        seen_before: FloatArray,
+    ) -> BoolArray | None:
+        """Anonymous tracks that an identified detection just showed to be its vessel's twin.
+
+        A vessel can get a second, anonymous track when radar saw it where its identified track
+        did not reach (a long ship whose radar echo centre is far from its GNSS antenna, a track
+        that coasted out of reach between sparse reports). When an identified detection updates
+        the identified track and also falls in the gate of such an anonymous track that no
+        detection of this scan updated, the two are one vessel: the anonymous twin is merged
+        into the identified track, which keeps its id and identity and takes over the twin's
+        sensors and anonymous-sensor times. When the twin was seen more recently than the
+        identified track (which coasted, perhaps far off, between sparse reports), the twin's
+        filter state is the better one: the identified track takes it, updated with the report.
+
+        Returns the mask of tracks to remove, or None when there is none.
+        """
+        s = self.store
+        if len(gated) == 0 or not np.any(scan.identity[assigned.det]):
+            return None
+        owner = np.full(len(scan), -1, dtype=np.int64)
+        owner[assigned.det] = assigned.track
+        updated = np.zeros(len(s), dtype=bool)
+        updated[assigned.track] = True
+        target = owner[gated.det]
+        twin = (
+            (scan.identity[gated.det] != 0)
+            & (target >= 0)
+            & (target != gated.track)
+            & (s.identity[gated.track] == 0)
+            & ~updated[gated.track]
+        )
+        if not np.any(twin):
+            return None
+        # One surviving track per twin (the first pair in the canonical order).
+        rows, first = np.unique(gated.track[twin], return_index=True)
+        into = target[twin][first]
+        fresher = seen_before[rows] > seen_before[into]
+        if np.any(fresher):
+            r, a, d = rows[fresher], into[fresher], gated.det[twin][first][fresher]
+            s.x[a], s.P[a], s.mu[a] = imm.update(
+                s.x[r], s.P[r], s.mu[r], scan.z[d], R_pad[d], scan.kind[d], scan.sensor_xy[d]
+            )
+        np.bitwise_or.at(s.sensor_mask, into, s.sensor_mask[rows])
+        np.fmin.at(s.anon_first_t, into, s.anon_first_t[rows])
+        np.fmax.at(s.anon_t, into, s.anon_t[rows])
+        doomed = np.zeros(len(s), dtype=bool)
+        doomed[rows] = True
+        return doomed
 
     def _initiate(
         self,
@@ -417,6 +530,7 @@ class Tracker:
         P[:, :, 3, 3] = var_v
         ids = np.arange(self._next_id, self._next_id + k, dtype=np.int64)
         self._next_id += k
+        identity = scan.identity[idx]
         born = TrackStore.new(
             ids,
             x,
@@ -426,7 +540,10 @@ class Tracker:
             scan.sensor[idx],
             scan.cls[idx],
             scan.cls_conf[idx],
+            identity,
+            np.isin(identity, self._own),
         )
+        self.stats.tracks_confirmed += int(np.count_nonzero(identity))
         if self._monitor is not None:
             born.side[:] = self._inherited_sides(t, det_xy[idx])
         self.store = self.store.append(born)
@@ -477,13 +594,14 @@ class Tracker:
             side = np.where(s.side[sel] != 0, s.side[sel], np.where(distance >= 0, 1, -1))
         else:
             side = np.zeros(sel.size, dtype=np.int64)
+        cls = np.argmax(evidence, axis=1).astype(np.int64)
         return TrackTable(
             t=t,
             track_id=s.track_id[sel],
             x=xc,
             P=Pc,
             mode_prob=s.mu[sel],
-            cls=np.argmax(evidence, axis=1).astype(np.int64),
+            cls=cls,
             cls_conf=cls_conf,
             hits=s.hits[sel],
             first_t=s.first_t[sel],
@@ -492,7 +610,34 @@ class Tracker:
             side=side.astype(np.int64),
             border_segment=segment,
             border_distance_m=distance,
+            identity=s.identity[sel],
+            own=s.own[sel],
+            dark=self._dark(sel, t, cls, segment, distance),
+            identity_t=s.identity_t[sel],
         )
+
+    def _dark(
+        self, sel: IntArray, t: float, cls: IntArray, segment: IntArray, distance: FloatArray
+    ) -> BoolArray:
+        """Which of the confirmed tracks ``sel`` are dark boats (no AIS).
+
+        A track is dark when (1) anonymous sensors (radar, camera) have seen it over at least
+        ``dark_after_s``, (2) it is a boat: class boat, an identity (only vessels send AIS
+        position reports), or within ``dark_water_distance_m`` of a blue border segment, and
+        (3) no identified report has come for ``identified_coast_s`` (a track that never had
+        one qualifies at once): a vessel reporting every 3 minutes at anchor is not dark, one
+        that switched its transponder off becomes dark.
+        """
+        s, c = self.store, self.config
+        seen = s.anon_t[sel] - s.anon_first_t[sel] >= c.dark_after_s  # False while NaN
+        silent = ~(t - s.identity_t[sel] < c.identified_coast_s)  # True while NaN
+        boat = (cls == TargetClass.BOAT) | (s.identity[sel] != 0)
+        if self.border is not None:
+            on_line = segment >= 0
+            blue = np.zeros(sel.size, dtype=bool)
+            blue[on_line] = self.border.kind[segment[on_line]] == BorderKind.BLUE
+            boat |= blue & (np.abs(distance) <= c.dark_water_distance_m)
+        return np.asarray(seen & silent & boat)
 
 
 #: Plausibility limits: a local tangent plane is only meaningful within a few hundred km, a
@@ -502,6 +647,10 @@ _MAX_VARIANCE = 1e14
 _MIN_RANGE_M = 1.0
 #: Smallest position variance a new track starts with (1 cm², against degenerate conversions).
 _MIN_INITIAL_VARIANCE_M2 = 1e-4
+
+#: Subtracted from the cost of a pair whose detection and track hold the same identity: far
+#: more than any difference of ``d² + ln det S`` between gated pairs, far less than the miss cost.
+_IDENTITY_BONUS = 1e3
 
 #: Cost of leaving a track without a detection. Larger than any gated pair's cost: inside a
 #: cluster the assignment first serves as many tracks as it can, then minimises the total
@@ -542,7 +691,9 @@ def _scans(batch: DetectionBatch) -> list[tuple[float, DetectionBatch]]:
     """
     if len(batch) == 0:
         return []
-    order = np.lexsort((batch.z[:, 1], batch.z[:, 0], batch.kind, batch.sensor, batch.t))
+    order = np.lexsort(
+        (batch.identity, batch.z[:, 1], batch.z[:, 0], batch.kind, batch.sensor, batch.t)
+    )
     b = batch.take(order)
     change = np.flatnonzero((np.diff(b.t) != 0) | (np.diff(b.sensor) != 0)) + 1
     starts = np.concatenate([[0], change])

@@ -11,7 +11,7 @@ from typing import Self
 
 import numpy as np
 
-from borderwatch.fusion.detections import FloatArray, IntArray
+from borderwatch.fusion.detections import BoolArray, FloatArray, IntArray
 
 TENTATIVE = 0
 CONFIRMED = 1
@@ -31,6 +31,10 @@ class TrackStore:
     established on (0 unknown), ``cross_alert``/``approach_alert`` the ids of open alerts (0 none),
     ``cross_from`` the side a crossing alert started from, ``cross_confirmed_t`` when it was
     confirmed (NaN if not), ``alert_t`` the time of the last event sent for the open alerts.
+    Identity (see ``docs/fusion.md``): ``identity`` the MMSI an identified detection gave the
+    track (0 none), ``own`` whether it is one of the deployment's own vessels, ``identity_t`` the
+    time of its last identified update, ``anon_first_t`` and ``anon_t`` the times of its first
+    and last update from an anonymous sensor (radar, camera); NaN when there was none.
     """
 
     track_id: IntArray
@@ -49,6 +53,11 @@ class TrackStore:
     cross_confirmed_t: FloatArray
     approach_alert: IntArray
     alert_t: FloatArray
+    identity: IntArray
+    own: BoolArray
+    identity_t: FloatArray
+    anon_first_t: FloatArray
+    anon_t: FloatArray
 
     def __len__(self) -> int:
         return int(self.track_id.shape[0])
@@ -74,6 +83,11 @@ class TrackStore:
             cross_confirmed_t=zf,
             approach_alert=zi,
             alert_t=zf,
+            identity=zi,
+            own=np.zeros(0, dtype=bool),
+            identity_t=zf,
+            anon_first_t=zf,
+            anon_t=zf,
         )
 
     @classmethod
@@ -87,10 +101,18 @@ class TrackStore:
         sensor: IntArray,
         cls_hint: IntArray,
         cls_conf: FloatArray,
+        identity: IntArray,
+        own: BoolArray,
     ) -> Self:
-        """Tentative tracks born from one detection each (``x (K, M, 4)`` etc.)."""
+        """Tracks born from one detection each (``x (K, M, 4)`` etc.).
+
+        A track born from an anonymous detection is tentative; one born from an identified
+        detection (an AIS report: the vessel's own GNSS position under its MMSI) is confirmed
+        at once, since a report cannot be clutter.
+        """
         k = track_id.shape[0]
         zi = np.zeros(k, dtype=np.int64)
+        identified = identity != 0
         evidence = np.zeros((k, N_CLASSES))
         evidence[np.arange(k), cls_hint] += cls_conf
         return cls(
@@ -98,7 +120,7 @@ class TrackStore:
             x=x,
             P=P,
             mu=mu,
-            status=zi.copy(),
+            status=np.where(identified, CONFIRMED, TENTATIVE).astype(np.int64),
             hits=np.ones(k, dtype=np.int64),
             first_t=np.full(k, t),
             last_t=np.full(k, t),
@@ -110,6 +132,11 @@ class TrackStore:
             cross_confirmed_t=np.full(k, np.nan),
             approach_alert=zi.copy(),
             alert_t=np.full(k, np.nan),
+            identity=identity.copy(),
+            own=own.copy(),
+            identity_t=np.where(identified, t, np.nan),
+            anon_first_t=np.where(identified, np.nan, t),
+            anon_t=np.where(identified, np.nan, t),
         )
 
     def select(self, index: IntArray | np.ndarray) -> Self:
