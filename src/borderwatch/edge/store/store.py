@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import TracebackType
@@ -142,6 +142,17 @@ class TrackPoint:
     class_confidence: float
     hits: int
     msg_id: str
+
+
+#: Fields of the views that are read straight from the column of the same name.
+_VIEW_COLUMNS: Final = tuple(
+    f.name for f in fields(AlertView) if f.name not in ("latest", "status")
+)
+_POINT_COLUMNS: Final = tuple(f.name for f in fields(TrackPoint) if f.name != "state_cov")
+
+
+def _columns(row: sa.Row[Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: row._mapping[name] for name in names}
 
 
 # ------------------------------------------------------------------------------- engine
@@ -493,19 +504,9 @@ class AlertStore:
         )
         return [
             AlertView(
-                alert_id=r.alert_id,
                 latest=Alert.model_validate(r.payload),
-                first_time=r.first_time,
-                first_received_at=r.first_received_at,
-                event_count=r.event_count,
                 status=AlertStatus(r.status),
-                acknowledged_by=r.acknowledged_by,
-                acknowledged_at=r.acknowledged_at,
-                assignee=r.assignee,
-                assigned_by=r.assigned_by,
-                assigned_at=r.assigned_at,
-                closed_by=r.closed_by,
-                closed_at=r.closed_at,
+                **_columns(r, _VIEW_COLUMNS),
             )
             for r in conn.execute(query)
         ]
@@ -556,20 +557,8 @@ class AlertStore:
             rows = conn.execute(query).all()
         return [
             TrackPoint(
-                track_id=r.track_id,
-                node_id=r.node_id,
-                time=r.time,
-                status=r.status,
-                lat_deg=r.lat_deg,
-                lon_deg=r.lon_deg,
-                alt_m=r.alt_m,
-                vx_mps=r.vx_mps,
-                vy_mps=r.vy_mps,
                 state_cov=tuple(tuple(float(v) for v in row) for row in r.state_cov),
-                class_label=r.class_label,
-                class_confidence=r.class_confidence,
-                hits=r.hits,
-                msg_id=r.msg_id,
+                **_columns(r, _POINT_COLUMNS),
             )
             for r in rows
         ]
