@@ -671,3 +671,16 @@ def test_cli_refuses_a_scenario_without_devices(
     path = write_scenario(tmp_path, devices=[], inspections=[])
     assert main(["simulate", str(path), "--devices", "--out", str(tmp_path / "dev")]) == 2
     assert "no 'devices'" in capsys.readouterr().err
+
+
+def test_documented_device_example_validates() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "scenarios.md").read_text()
+    section = text.split("## Devices, AIS, GPS and CO2 inspections", 1)[1]
+    example = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    radar = scenario_dict()["sensors"][0] | {"mount": {"platform": "patrol-boat"}}
+    base = {k: scenario_dict()[k] for k in ("name", "origin", "border")}
+    scenario = Scenario.model_validate(base | example | {"sensors": [radar], "duration_s": 300})
+    assert [d.type for d in scenario.devices] == ["gps", "ais", "radar", "gmp343"]
+    assert scenario.start_utc == datetime(2026, 11, 23, 9, tzinfo=UTC)
+    streams = device_streams(simulate(scenario))
+    assert all(s.chunks for s in streams)
