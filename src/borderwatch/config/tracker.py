@@ -207,10 +207,10 @@ class TrackerConfig(BaseModel):
     dark_after_s: float = Field(
         default=30.0,
         gt=0,
-        description="A confirmed track of a boat (class boat, or within dark_water_distance_m "
-        "of a blue border) is dark when anonymous sensors have seen it for at least this long "
-        "and no identified report has come for this long (for a track that has an identity, "
-        "for identified_coast_s), s.",
+        description="A confirmed track of a boat (class boat, an identity, or within "
+        "dark_water_distance_m of a blue border) is dark when anonymous sensors (radar, camera) "
+        "have seen it over at least this long and it has no identity, or its identity has been "
+        "silent for identified_coast_s, s.",
     )
     dark_water_distance_m: float = Field(
         default=500.0,

@@ -105,18 +105,19 @@ class BorderMonitor:
         for k in np.flatnonzero(interesting).tolist():
             i = int(rows[k])
             ctx = _TrackView(store, i, xc[i], Pc[i], t, prox, p_left[k], var_v[k], row=k)
-            alerts.extend(self._retract(ctx) if own[k] else self._track(ctx))
+            # A track now known to be an own vessel: its open alerts are withdrawn.
+            alerts.extend(self._end_all(ctx, "retracted") if own[k] else self._track(ctx))
         return alerts, rows, prox
 
-    def _retract(self, c: _TrackView) -> list[BorderAlert]:
-        """End the open alerts of a track now known to be an own vessel (reason retracted)."""
+    def _end_all(self, c: _TrackView, reason: str) -> list[BorderAlert]:
+        """``end`` events with ``reason`` for every open alert of the track."""
         store, i = c.store, c.i
         out: list[BorderAlert] = []
         if store.cross_alert[i]:
-            out.append(self._close_crossing(c, "retracted"))
+            out.append(self._close_crossing(c, reason))
         if store.approach_alert[i]:
             side = int(store.side[i]) or 1
-            out.append(self._event(c, AlertKind.APPROACH, AlertEvent.END, side, "retracted"))
+            out.append(self._event(c, AlertKind.APPROACH, AlertEvent.END, side, reason))
             store.approach_alert[i] = 0
         return out
 
@@ -272,12 +273,7 @@ class BorderMonitor:
             if not (store.cross_alert[i] or store.approach_alert[i]):
                 continue
             ctx = _TrackView(store, i, xc[i], Pc[i], t, prox, p_left[k], 0.0, row=k)
-            if store.cross_alert[i]:
-                out.append(self._close_crossing(ctx, "track_lost"))
-            if store.approach_alert[i]:
-                side = int(store.side[i]) or 1
-                out.append(self._event(ctx, AlertKind.APPROACH, AlertEvent.END, side, "track_lost"))
-                store.approach_alert[i] = 0
+            out.extend(self._end_all(ctx, "track_lost"))
         return out
 
 
