@@ -181,12 +181,11 @@ class _RateMeter:
         ``since`` (the first connection), so a young driver is not under-reported."""
         if since is None:
             return 0.0
-        span = min(self._window_s, now - since)
-        if span <= 0.0:
-            return 0.0
+        # At least one bucket: events within the first second count over one second.
+        span = max(1.0, min(self._window_s, now - since))
         start = now - span
         count = sum(n for second, n in self._buckets if second + 1 > start and second <= now)
-        return count / max(span, 1.0)
+        return count / span
 
 
 DeviceT = TypeVar("DeviceT", bound=BaseDevice)

@@ -9,14 +9,15 @@ pyserial opens everything (``serial.serial_for_url``); reading must not block th
   consumes the socket, so its readiness says nothing) are read in a worker thread with a short
   timeout.
 
-Writes and closing go through the same single worker thread, so a port is closed only once a
-read in flight has returned. An unplugged USB adaptor shows as a read error (or readiness with
-no data), which is reported as ``disconnected``.
+Closing goes through the reader's worker thread, so a port is closed only once a read in flight
+has returned; writes run in a thread of their own. An unplugged USB adaptor shows as a read
+error (or readiness with no data), which is reported as ``disconnected``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import queue
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
@@ -117,10 +118,11 @@ class SerialTransport(Transport):
         return data
 
     async def write(self, data: bytes) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._port.write, data)
-        except _ERRORS as exc:
+            # Not in the reader's thread: a write that waits for buffer space (loop://) must
+            # not wait for the read that would make the space.
+            await asyncio.to_thread(self._port.write, data)
+        except (*_ERRORS, queue.Full) as exc:  # loop:// reports a write timeout as queue.Full
             raise TransportError("write_failed", f"{self._url}: {exc}") from exc
 
     async def aclose(self) -> None:
