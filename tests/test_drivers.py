@@ -320,6 +320,52 @@ async def test_loop_url_reads_back_what_is_sent() -> None:
     assert driver.health().bytes_in == len(GPS)
 
 
+@pytest.mark.parametrize(
+    ("device_type", "recording", "fmt"),
+    [
+        ("radar", DATA / "radar_targets.nmea", "nmea"),
+        ("gmp343", DATA.parent / "co2" / "gmp343_truck_inspection.txt", "gmp343"),
+        ("ais", DATA.parent / "ais" / "harbour_traffic.ais", "auto"),
+    ],
+)
+async def test_streaming_types_over_loop(device_type: str, recording: Path, fmt: str) -> None:
+    data = recording.read_bytes()
+    expected = accepted_keys(data, fmt)
+    sink = Collector()
+    config = device(type=device_type, sensor_id="dev-1", url="loop://", baudrate=1_000_000)
+    driver = make_driver(config, sink)
+    async with running(driver):
+        await connected(driver)
+        await driver.send(data)
+        await wait_until(lambda: len(sink.readings) == len(expected), "the recording")
+    assert sink.keys() == expected
+    assert driver.health().rejected == dict(rejected_reasons(data, fmt))
+
+
+async def test_ais_marks_own_mmsi_and_reads_mixed_nmea() -> None:
+    ais = (DATA.parent / "ais" / "harbour_traffic.ais").read_bytes().splitlines(keepends=True)
+    stream = b"".join(a + g for a, g in zip(ais[:20], GPS_LINES, strict=False))
+    items = [i for i in parsed(stream, "auto") if isinstance(i, Accepted)]
+    others = {i.data["mmsi"] for i in items if i.data["kind"] == "ais" and not i.data["own"]}
+    own = min(others)
+    sink = Collector()
+    config = device(
+        type="ais", sensor_id="ais-1", url="loop://", baudrate=1_000_000, own_mmsi=[own]
+    )
+    driver = make_driver(config, sink)
+    async with running(driver):
+        await connected(driver)
+        await driver.send(stream)
+        await wait_until(lambda: len(sink.readings) == len(items), "the mixed stream")
+    got = [r.item.data for r in sink.readings]
+    assert [d["kind"] for d in got] == [i.data["kind"] for i in items]
+    assert {"fix", "ais"} <= {d["kind"] for d in got}
+    for before, after in zip(items, got, strict=True):
+        if after["kind"] == "ais":
+            assert after["own"] == (before.data["own"] or after["mmsi"] == own)
+    assert any(d["kind"] == "ais" and d["own"] and d["mmsi"] == own for d in got)
+
+
 @pytest.mark.parametrize("scheme", ["socket", "tcp"])
 async def test_tcp_server_feeding_nmea_and_hanging_up(scheme: str) -> None:
     sessions = 0

@@ -160,8 +160,9 @@ def test_type_specific_checks() -> None:
         device(type="senseair", sensor_id="co2", url="/dev/x", stale_after_s=1.0)
     with pytest.raises(ValidationError, match="mqtt://"):
         device(type="mqtt_detections", sensor_id="cam", url="udp://0.0.0.0:5000")
-    with pytest.raises(ValidationError, match="less than or equal to 254"):
-        device(type="senseair", sensor_id="co2", url="/dev/x", slave=255)
+    for slave in (0, 248, 255):
+        with pytest.raises(ValidationError, match=re.escape("1..247, or 254")):
+            device(type="senseair", sensor_id="co2", url="/dev/x", slave=slave)
 
 
 def test_every_field_is_described() -> None:

@@ -237,11 +237,15 @@ class SenseAirDevice(BaseDevice):
         default=2.0, description="Time between read-input-registers requests, s."
     )
     slave: int = Field(
-        default=0xFE,
-        ge=1,
-        le=0xFE,
-        description="Modbus slave address (1..247, or 254 = 0xFE: any sensor).",
+        default=0xFE, description="Modbus slave address (1..247, or 254 = 0xFE: any sensor)."
     )
+
+    @field_validator("slave")
+    @classmethod
+    def _modbus_address(cls, slave: int) -> int:
+        if not (1 <= slave <= 247 or slave == 0xFE):
+            raise ValueError("a Modbus slave address is 1..247, or 254 (any sensor)")
+        return slave
 
     @model_validator(mode="after")
     def _pollable(self) -> Self:
