@@ -653,6 +653,37 @@ def test_stale_tracks_are_coasting_and_borderless_tracks_have_no_relation() -> N
     assert trk.status is TrackStatus.CONFIRMED
 
 
+def test_identified_and_dark_tracks_carry_their_vessel_and_flag() -> None:
+    table = _table(np.zeros((3, 4)), np.broadcast_to(np.eye(4), (3, 4, 4)).copy())
+    fields = {f: getattr(table, f) for f in table.__dataclass_fields__}
+    table = TrackTable(
+        **{
+            **fields,
+            "identity": np.array([279000101, 0, 279000007], dtype=np.int64),
+            "own": np.array([False, False, True]),
+            "dark": np.array([False, True, False]),
+            "identity_t": np.array([98.0, np.nan, 97.0]),
+        }
+    )
+    names = {279000101: {"name": "DRINA STAR", "callsign": "YT2DS"}}
+    vessel, anonymous, own = _tracks(table, vessels=names.get)
+    assert vessel.vessel is not None
+    assert (vessel.vessel.mmsi, vessel.vessel.name, vessel.vessel.callsign) == (
+        279000101,
+        "DRINA STAR",
+        "YT2DS",
+    )
+    assert vessel.vessel.last_report_time == EPOCH + timedelta(seconds=98)
+    assert not vessel.vessel.own
+    assert not vessel.dark
+    assert anonymous.vessel is None
+    assert anonymous.dark
+    assert own.vessel is not None
+    assert own.vessel.own
+    assert own.vessel.name is None
+    assert Track.model_validate_json(own.model_dump_json()) == own
+
+
 def test_sensors_from_mask() -> None:
     ids = [f"s{k}" for k in range(65)]
     assert sensors_from_mask(0b1010, ids) == ("s1", "s3")

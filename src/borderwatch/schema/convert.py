@@ -47,6 +47,7 @@ from borderwatch.schema.messages import (
     RangeBearingMeasurement,
     Track,
     TrackStatus,
+    VesselIdentity,
     default_priority,
     escalate,
 )
@@ -342,14 +343,42 @@ def _border(segment: int, side: int, distance_m: float) -> BorderRelation | None
     )
 
 
+def _vessel(
+    table: TrackTable,
+    i: int,
+    epoch: datetime,
+    vessels: Callable[[int], Mapping[str, object] | None] | None,
+) -> VesselIdentity | None:
+    mmsi = int(table.identity[i]) if len(table.identity) else 0
+    if mmsi <= 0:
+        return None
+    static = vessels(mmsi) if vessels is not None else None
+    name = static.get("name") if static else None
+    callsign = static.get("callsign") if static else None
+    last = float(table.identity_t[i])
+    return VesselIdentity(
+        mmsi=mmsi,
+        own=bool(table.own[i]),
+        name=name[:64] if isinstance(name, str) and name else None,
+        callsign=callsign[:16] if isinstance(callsign, str) and callsign else None,
+        last_report_time=time_at(last, epoch) if math.isfinite(last) else None,
+    )
+
+
 def tracks_from_table(
-    table: TrackTable, publisher: Publisher, *, coast_after_s: float = COAST_AFTER_S
+    table: TrackTable,
+    publisher: Publisher,
+    *,
+    coast_after_s: float = COAST_AFTER_S,
+    vessels: Callable[[int], Mapping[str, object] | None] | None = None,
 ) -> list[Track]:
     """Confirmed tracks of a :class:`TrackTable` → Track messages, one per row, in order.
 
     Track ids become ``"{node_id}:{track_id}"``; a track is ``coasting`` when its last
     detection is more than ``coast_after_s`` seconds older than the table, else ``confirmed``;
-    contributing sensors come from the sensor mask (:func:`sensors_from_mask`).
+    contributing sensors come from the sensor mask (:func:`sensors_from_mask`). An identified
+    track (AIS) carries its vessel identity, named by ``vessels(mmsi)`` (static AIS data, e.g.
+    :meth:`borderwatch.sensors.aisfeed.AisRegistry.lookup`) when given.
     """
     node_id, epoch = publisher.node_id, publisher.epoch
     origin = EnuOrigin.from_frame(publisher.frame)
@@ -385,6 +414,8 @@ def tracks_from_table(
                     sensors_from_mask(int(table.sensor_mask[i]), publisher.sensor_ids)
                 ),
                 enu_origin=origin,
+                vessel=_vessel(table, i, epoch, vessels),
+                dark=bool(table.dark[i]) if len(table.dark) else False,
             )
         )
     return out

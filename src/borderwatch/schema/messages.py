@@ -150,6 +150,24 @@ class BorderRelation(WireModel):
     )
 
 
+class VesselIdentity(WireModel):
+    """Who a cooperative vessel says it is (AIS), attached to the track it was fused into."""
+
+    mmsi: StrictInt = Field(ge=1, le=999_999_999, description="Maritime Mobile Service Identity.")
+    own: bool = Field(
+        default=False, description="One of the deployment's own vessels (a patrol boat)."
+    )
+    name: Annotated[str, StringConstraints(strict=True, max_length=64)] | None = Field(
+        default=None, description="Vessel name from AIS static data, when received."
+    )
+    callsign: Annotated[str, StringConstraints(strict=True, max_length=16)] | None = Field(
+        default=None, description="Radio call sign from AIS static data, when received."
+    )
+    last_report_time: UtcDatetime | None = Field(
+        default=None, description="Time of the vessel's last AIS report fused into the track."
+    )
+
+
 class Track(Envelope):
     """The estimate of one moving object at one time."""
 
@@ -174,6 +192,16 @@ class Track(Envelope):
     )
     border: BorderRelation | None = Field(
         default=None, description="Position relative to the border; null when none is set up."
+    )
+    vessel: VesselIdentity | None = Field(
+        default=None,
+        description="The vessel's AIS identity when an AIS report was fused into the track; "
+        "null for an anonymous track.",
+    )
+    dark: bool = Field(
+        default=False,
+        description="A boat seen by radar or camera that sends no AIS (or whose AIS fell "
+        "silent): worth a look.",
     )
 
     @model_validator(mode="after")

@@ -55,6 +55,7 @@ from borderwatch.schema.messages import (
     SensorStatus,
     Track,
     TrackStatus,
+    VesselIdentity,
     default_priority,
 )
 
@@ -296,6 +297,7 @@ TABLE_MODELS: Final[dict[str, type[BaseModel]]] = {
         BearingOnlyMeasurement,
         Track,
         BorderRelation,
+        VesselIdentity,
         Alert,
         AlertState,
         NodeState,
