@@ -312,18 +312,19 @@ class Driver(Generic[DeviceT]):
 
     async def _read_loop(self, transport: Transport, parser: StreamParser) -> None:
         frame_lines = transport.message_oriented and isinstance(parser, LineParser)
+        chunk = await transport.read()
+        # This connection delivers: the next failure backs off from the start again.
+        self._backoff.reset()
         while True:
-            chunk = await transport.read()
             t_rx = self._clock()
             self._note_dropped(transport)
             self._bytes_in += len(chunk)
-            if self._last_bytes is None or self._last_bytes < (self._connected_at or 0.0):
-                self._backoff.reset()  # this connection works: the next failure starts afresh
             self._last_bytes = t_rx
             if frame_lines and not chunk.endswith(b"\n"):
                 # A datagram or payload is whole: its last line ends with it.
                 chunk += b"\n"
             self._handle_items(self._safe_feed(parser, chunk), t_rx)
+            chunk = await transport.read()
 
     def _safe_feed(self, parser: StreamParser, chunk: bytes) -> list[Item]:
         try:

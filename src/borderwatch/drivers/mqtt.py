@@ -8,6 +8,7 @@ each other off the broker). A lost broker ends the iteration with an error, repo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -54,12 +55,17 @@ class MqttTransport(Transport):
             max_queued_incoming_messages=MQTT_QUEUE_SIZE,
         )
         stack = contextlib.AsyncExitStack()
-        try:
+
+        async def connect_and_subscribe() -> None:
             await stack.enter_async_context(client)
             await client.subscribe(endpoint.topic, qos=0)
-        except aiomqtt.MqttError as exc:
+
+        try:
+            # One deadline for both steps: a broker that accepts TCP but never answers.
+            await asyncio.wait_for(connect_and_subscribe(), settings.open_timeout_s)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
             await _close_quietly(stack)
-            raise TransportError("open_failed", f"{endpoint.url}: {exc}") from exc
+            raise TransportError("open_failed", f"{endpoint.url}: {exc or 'timed out'}") from exc
         return cls(client, stack, aiter(client.messages), endpoint.url)
 
     async def read(self) -> bytes:
