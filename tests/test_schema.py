@@ -799,8 +799,8 @@ def test_json_schema_covers_every_message() -> None:
     assert NodeState.model_json_schema()["additionalProperties"] is False
 
 
-def _concealment_event(**changes):
-    fields = {
+def _concealment_event(**changes: Any) -> ConcealmentEvent:
+    fields: dict[str, Any] = {
         "session_id": "co2-1-0001",
         "vehicle_id": "MSCU 4471025",
         "sensor_id": "co2-1",

@@ -120,6 +120,21 @@ def _cmd_parse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_node(args: argparse.Namespace) -> int:
+    from borderwatch.edge.run import run_node
+
+    return run_node(args.config, record=args.record, broker=args.broker)
+
+
+def _cmd_validate_config(args: argparse.Namespace) -> int:
+    from borderwatch.config.node import load_node_config
+
+    config = load_node_config(args.file)
+    devices = ", ".join(f"{d.sensor_id} ({d.type})" for d in config.devices) or "none"
+    print(f"{args.file}: valid node configuration for {config.node_id}; devices: {devices}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="borderwatch",
@@ -230,6 +245,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="input format (default: %(default)s; SenseAir Modbus streams need senseair)",
     )
     p.set_defaults(func=_cmd_parse)
+
+    p = sub.add_parser("node", help="run an edge node: devices, fusion, alerts (until Ctrl-C)")
+    p.add_argument("--config", type=Path, required=True, help="node configuration (YAML)")
+    p.add_argument(
+        "--broker", default=None, help="MQTT broker URL mqtt://HOST:PORT (overrides the config)"
+    )
+    p.add_argument(
+        "--record", type=Path, default=None, help="append every published message to this file"
+    )
+    p.set_defaults(func=_cmd_node)
+
+    p = sub.add_parser(
+        "validate-config", help="check a node configuration file; errors name the bad line"
+    )
+    p.add_argument("file", type=Path, help="node configuration (YAML)")
+    p.set_defaults(func=_cmd_validate_config)
     return parser
 
 

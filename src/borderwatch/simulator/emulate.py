@@ -485,6 +485,9 @@ def serve_scenario(
     until = scenario.duration_s if duration_s is None else min(duration_s, scenario.duration_s)
     info = {"scenario": scenario.name, "seed": sim.seed, "start_utc": start_utc.isoformat()}
     with DeviceEmulator(streams, out_dir, speed=speed, until_s=until, info=info) as emulator:
+        from borderwatch.simulator.nodeconfig import write_node_config
+
+        write_node_config(out_dir, sim, emulator.served)
         main_thread = threading.current_thread() is threading.main_thread()
         try:
             for device in emulator.served:

@@ -1,0 +1,205 @@
+"""The node's sensor stage: parsed device messages in, detections and platform updates out.
+
+Each :class:`~borderwatch.drivers.base.Reading` is routed by its device's type:
+
+``gps``
+    updates the own-platform navigation estimate (position, velocity, heading) that places the
+    boat's radar and cameras in the local frame, and is the node's own position report.
+``radar``
+    NMEA TTM targets become range-bearing detections from the radar's position (TLL: positions).
+``ais``
+    position reports become identified position detections (the MMSI rides along); static
+    reports label the vessel; the node's own AIVDO reports are skipped (it does not track itself).
+``gmp343`` / ``senseair``
+    CO2 readings feed the device's inspection session, which may raise a concealment event.
+``mqtt_detections``
+    JSON detections from networked sensors, already in the wire schema.
+
+The stage is synchronous and takes its time from the readings (reception time on the node's
+time axis), so a recorded run replays to the same detections. Every message that produces
+nothing says why in a per-sensor counter, which the node's health reports.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from borderwatch.config.devices import DeviceConfig
+from borderwatch.config.node import NodeConfig
+from borderwatch.drivers.base import Reading
+from borderwatch.errors import DetectionRejectedError
+from borderwatch.fusion.detections import DetectionBatch
+from borderwatch.fusion.frames import LocalFrame
+from borderwatch.schema import Detection, detections_to_batch
+from borderwatch.sensors.aisfeed import AisRegistry, ais_detections
+from borderwatch.sensors.co2session import Co2SessionDetector, ConcealmentEvent
+from borderwatch.sensors.navigation import NavigationEstimator, NavState
+from borderwatch.sensors.radar import RadarSettings, radar_detections
+
+log = logging.getLogger(__name__)
+
+#: NMEA message kinds that describe the own platform.
+NAV_KINDS = frozenset({"fix", "velocity", "heading", "accuracy", "dop"})
+#: AIS message types that report a position.
+AIS_POSITION_TYPES = frozenset({1, 2, 3, 18, 19, 27})
+
+
+@dataclass(slots=True)
+class SensorCounters:
+    """What one sensor's messages became: detections, or a reason each one gave none."""
+
+    messages: int = 0
+    detections: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+class SensorStage:
+    """Turns readings into detections (for the tracker), concealment events and a nav state.
+
+    Args:
+        config: the node's configuration (devices, CO2 session settings).
+        frame: the deployment's local plane.
+        epoch: the instant of ``t = 0`` on the node's time axis (reading times are seconds since
+            the Unix epoch; the stage subtracts this).
+    """
+
+    def __init__(self, config: NodeConfig, frame: LocalFrame, epoch: datetime) -> None:
+        self.frame = frame
+        self.epoch = epoch.astimezone(UTC)
+        self._epoch_s = self.epoch.timestamp()
+        self.devices: dict[str, DeviceConfig] = {d.sensor_id: d for d in config.devices}
+        #: Core sensor index of each sensor (its position in the configuration).
+        self.sensor_index: dict[str, int] = {d.sensor_id: i for i, d in enumerate(config.devices)}
+        self.nav = NavigationEstimator(frame)
+        self.ais = AisRegistry()
+        self.co2: dict[str, Co2SessionDetector] = {
+            d.sensor_id: Co2SessionDetector(d.sensor_id, config.co2)
+            for d in config.devices
+            if d.type in ("gmp343", "senseair")
+        }
+        self.counters: dict[str, SensorCounters] = {s: SensorCounters() for s in self.devices}
+        self._radar: dict[str, RadarSettings] = {
+            d.sensor_id: RadarSettings(
+                range_sigma_m=d.range_sigma_m,
+                bearing_sigma_deg=d.bearing_sigma_deg,
+                mount_offset_m=d.mount_offset_m,
+                mount_yaw_deg=d.mount_yaw_deg,
+            )
+            for d in config.devices
+            if d.type == "radar"
+        }
+        self._batches: list[DetectionBatch] = []
+        self._events: list[ConcealmentEvent] = []
+        self.last_t: float | None = None
+
+    def time_of(self, t_rx: float) -> float:
+        """A reception time (Unix seconds) on the node's time axis."""
+        return t_rx - self._epoch_s
+
+    # ------------------------------------------------------------------ routing
+
+    def handle(self, reading: Reading) -> None:
+        """Route one reading; never raises for bad content (it is counted instead)."""
+        counters = self.counters.get(reading.sensor_id)
+        device = self.devices.get(reading.sensor_id)
+        if counters is None or device is None:
+            log.error("reading from unknown sensor %r dropped", reading.sensor_id)
+            return
+        counters.messages += 1
+        t = self.time_of(reading.t_rx)
+        self.last_t = t if self.last_t is None else max(self.last_t, t)
+        data = reading.item.data
+        kind = data.get("kind")
+        reason: str | None
+        if kind in NAV_KINDS:
+            reason = self.nav.update(t, data) if device.type == "gps" else "not_navigation_source"
+        elif kind == "radar_target" and device.type == "radar":
+            reason = self._radar_target(reading.sensor_id, t, data)
+        elif kind == "ais":
+            reason = self._ais(reading.sensor_id, t, data)
+        elif kind == "co2" and reading.sensor_id in self.co2:
+            self._events.extend(self.co2[reading.sensor_id].update(t, float(data["ppm"])))
+            reason = None
+        elif kind == "detection":
+            reason = self._networked(reading.sensor_id, data)
+        else:
+            reason = f"unexpected_{kind}"
+        if reason is not None:
+            counters.skipped[reason] += 1
+
+    def _add(self, sensor_id: str, batch: DetectionBatch, skipped: dict[str, int]) -> str | None:
+        counters = self.counters[sensor_id]
+        counters.skipped.update(skipped)
+        if len(batch):
+            self._batches.append(batch)
+            counters.detections += len(batch)
+        return None
+
+    def _radar_target(self, sensor_id: str, t: float, data: dict[str, Any]) -> str | None:
+        batch, skipped = radar_detections(
+            [data],
+            t,
+            self.nav.state(t),
+            self._radar[sensor_id],
+            self.frame,
+            self.sensor_index[sensor_id],
+        )
+        return self._add(sensor_id, batch, skipped)
+
+    def _ais(self, sensor_id: str, t: float, data: dict[str, Any]) -> str | None:
+        self.ais.update(data)
+        if data.get("msg_type") not in AIS_POSITION_TYPES:
+            return None
+        if data.get("own"):
+            # The node's own transponder (AIVDO): the platform is known from its GPS, not
+            # tracked as a target. Other patrol boats (own MMSIs) are tracked and marked own.
+            return "own_vessel"
+        batch, skipped = ais_detections(
+            [(t, data)], self.frame, self.sensor_index[sensor_id], utc_offset_s=self._epoch_s
+        )
+        return self._add(sensor_id, batch, skipped)
+
+    def _networked(self, sensor_id: str, data: dict[str, Any]) -> str | None:
+        message = data.get("message")
+        if not isinstance(message, Detection):
+            return "malformed"
+        claimed = message.provenance.sensor_ids[0]
+        if claimed != sensor_id:
+            log.error(
+                "detection %s on sensor %r's topic claims sensor %r; refused",
+                message.msg_id,
+                sensor_id,
+                claimed,
+            )
+            return "unknown_sensor"
+        try:
+            batch = detections_to_batch(
+                [message], self.frame, {sensor_id: self.sensor_index[sensor_id]}, self.epoch
+            )
+        except DetectionRejectedError as exc:
+            return exc.reason
+        return self._add(sensor_id, batch, {})
+
+    # ------------------------------------------------------------------ outputs
+
+    def take_detections(self) -> DetectionBatch:
+        """Every detection made since the last call, in arrival order."""
+        batches, self._batches = self._batches, []
+        return DetectionBatch.concat(batches)
+
+    def add_events(self, events: list[ConcealmentEvent]) -> None:
+        """Queue concealment events raised outside :meth:`handle` (an officer ending a session)."""
+        self._events.extend(events)
+
+    def take_events(self) -> list[ConcealmentEvent]:
+        """Concealment events raised since the last call."""
+        events, self._events = self._events, []
+        return events
+
+    def nav_state(self, t: float) -> NavState | None:
+        """The own-platform estimate predicted to ``t`` (None before the first fix)."""
+        return self.nav.state(t)

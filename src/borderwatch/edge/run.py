@@ -1,0 +1,50 @@
+"""``borderwatch node``: load the configuration, run the node until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from borderwatch.config.node import load_node_config, with_broker
+from borderwatch.edge.node import Node, Output
+from borderwatch.edge.outputs import JsonLinesOutput
+
+log = logging.getLogger(__name__)
+
+
+async def serve_node(
+    config_path: str | Path,
+    *,
+    record: str | Path | None = None,
+    broker: str | None = None,
+) -> Node:
+    """Run the node of ``config_path`` until a stop signal; returns it (for its counters)."""
+    config = load_node_config(config_path)
+    if broker is not None:
+        config = with_broker(config, broker)
+    recorder = JsonLinesOutput(record) if record is not None else None
+    outputs: list[Output] = [recorder] if recorder is not None else []
+    node = Node(config, outputs)
+    if node.mqtt is not None:
+        log.info("publishing to %s", config.mqtt.url if config.mqtt else "")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, node.stop)
+    try:
+        await node.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        if recorder is not None:
+            recorder.close()
+    return node
+
+
+def run_node(
+    config_path: str | Path, *, record: str | Path | None = None, broker: str | None = None
+) -> int:
+    """Entry point of ``borderwatch node``; exit status 0 after a clean shutdown."""
+    asyncio.run(serve_node(config_path, record=record, broker=broker))
+    return 0
