@@ -368,3 +368,54 @@ def test_random_multi_fragment_payloads_keep_every_line_accounted(
         for k, p in enumerate(payloads)
     ]
     _check_accounting("".join(f"{ln}\r\n" for ln in lines).encode())
+
+
+# --- acknowledgements and the class A shortcut -------------------------------------------------
+
+
+def test_acknowledged_mmsi_cut_short_by_the_payload_is_null() -> None:
+    # gpsd's sample.aivdm: a type 7 of 124 bits, two whole destinations and 20 bits of a third.
+    item = only_accepted("!AIVDM,1,1,,B,7`0Pv1L:Ac8rbgPKHA8`P,2*56")
+    d = item.data
+    assert (d["mmsi"], d["mmsi1"], d["mmsi2"]) == (537411077, 43101326, 717096664)
+    assert (d["mmsi3"], d["mmsiseq3"], d["mmsi4"]) == (None, None, None)
+
+
+def test_acknowledgement_with_four_destinations_keeps_them_all() -> None:
+    from pyais.encode import encode_dict
+
+    dests = {f"mmsi{k}": 211000000 + k for k in range(1, 5)}
+    (line,) = encode_dict({"type": 13, "mmsi": 244000001, **dests}, talker_id="AI")
+    d = only_accepted(str(line)).data
+    assert {k: d[k] for k in dests} == dests
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from("123"),
+    st.text(alphabet=_ARMOUR, min_size=27, max_size=40),
+    st.integers(0, 5),
+)
+def test_class_a_shortcut_gives_the_generic_item(msg_type: str, payload: str, fill: int) -> None:
+    """Position reports 1-3 built by ``_class_a_report`` equal those of the generic path."""
+    import dataclasses
+
+    from pyais.messages import MSG_CLASS
+
+    from borderwatch.sensors import ais
+
+    data = f"{sentence(f'AIVDM,1,1,,A,{msg_type}{payload},{fill}')}\r\n".encode()
+    fast = feed_all(AisParser(), data)
+    generic_plans = dict(ais._PLANS)
+    for t in (1, 2, 3):
+        # The first parse above has worked out the plan of the message's class.
+        cls = MSG_CLASS[t]
+        if cls in ais._PLANS:
+            generic_plans[cls] = dataclasses.replace(ais._PLANS[cls], class_a=False)
+    saved = ais._PLANS
+    ais._PLANS = generic_plans
+    try:
+        generic = feed_all(AisParser(), data)
+    finally:
+        ais._PLANS = saved
+    assert fast == generic

@@ -16,16 +16,18 @@ or still waiting at the end of the stream).
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import reduce
-from operator import xor
+from operator import attrgetter
 from typing import Any
 
 from pyais.constants import ShipType
 from pyais.exceptions import UnknownMessageException
 from pyais.messages import AISSentence
+from pyais.util import checksum
 
 from borderwatch.sensors.base import Accepted, Item, LineParser, Rejected
 
@@ -36,13 +38,15 @@ MAX_PENDING = 32
 
 KNOT_MPS = 1852.0 / 3600.0
 
-#: ``!`` (or ``$``), optional tag block before it, the sentence, ``*`` and two hex digits.
-_FRAME_RE = re.compile(r"(?:\\[^\\]*\\)?([!$])([^!$*\\]*)\*([0-9A-Fa-f]{2})")
+#: ``!`` (or ``$``), optional tag block before it, the sentence (group 2; group 3 its talker
+#: and type when it is a VDM/VDO sentence), ``*`` and two hex digits (group 4).
+_FRAME_RE = re.compile(
+    r"(?:\\[^\\]*\\)?([!$])((?:([A-Z][A-Z0-9]VD[MO]),)?[^!$*\\]*)\*([0-9A-Fa-f]{2})"
+)
 #: Characters of the six-bit payload armour.
 _PAYLOAD_RE = re.compile(rb"[0-W`-w]*")
 #: Value types that are JSON as they are (pyais also gives enums and bytes).
 _PLAIN = frozenset((int, float, str, bool, type(None)))
-_HEAD_RE = re.compile(r"[A-Z][A-Z0-9](VD[MO])")
 
 #: Shortest payload, in bits, of the message types whose fields this module reads.
 _MIN_BITS = {1: 168, 2: 168, 3: 168, 5: 420, 18: 168, 19: 312, 24: 160}
@@ -51,8 +55,65 @@ _STATIC_TYPES = frozenset((5, 19, 24))
 
 _GroupKey = tuple[str, str, int | None, int]
 
-#: Non-spare field names of each pyais message class (what ``asdict()`` gives), cached.
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+#: Acknowledgement messages: up to four destination MMSIs of 30 bits (+ 2 sequence bits).
+_ACK_TYPES = frozenset((7, 13))
+#: Accepted items' keys, the message type as a decimal string.
+_TYPE_KEYS = tuple(str(t) for t in range(28))
+
+
+@dataclass(frozen=True, slots=True)
+class _ClassPlan:
+    """What :meth:`AisParser._decode` reads from one pyais message class, worked out once.
+
+    ``names`` are the non-spare fields (what pyais's ``asdict()`` gives), ``values`` reads them
+    all in one call, ``convert`` are those that may hold an enum or bytes (fields with a
+    converter, binary fields; the others are always int, float, bool, str or None), and
+    ``position`` says whether the message has ``lat``/``lon``, ``class_a`` whether it is a
+    class A position report with the fields :func:`_class_a_report` reads (checked against the
+    class, so that another pyais version falls back to the generic path).
+    """
+
+    names: tuple[str, ...]
+    values: Callable[[Any], tuple[Any, ...]]
+    convert: tuple[str, ...]
+    position: bool
+    class_a: bool
+
+
+_PLANS: dict[type, _ClassPlan] = {}
+#: pyais's non-spare fields of the class A position reports (types 1, 2, 3).
+_CLASS_A_FIELDS = (
+    "msg_type", "repeat", "mmsi", "status", "turn", "speed", "accuracy", "lon", "lat", "course",
+    "heading", "second", "maneuver", "raim", "radio",
+)  # fmt: skip
+
+
+def _may_be_enum_or_bytes(spec: Any) -> bool:
+    """Whether a pyais field can hold a value that is not JSON as it is.
+
+    Enumerations come only from a field's converters (``NavigationStatus``,
+    ``ShipType.from_value``, and ``to_turn``, which gives ``TurnRate`` for the not-available
+    values), bytes only from binary fields; plain int, float, bool and str fields without a
+    converter need no check.
+    """
+    if spec is None:  # not an attrs field: check it every time
+        return True
+    meta = spec.metadata
+    return (
+        meta.get("d_type") not in (int, float, bool, str)
+        or spec.converter is not None
+        or meta.get("to_converter") is not None
+    )
+
+
+def _plan(decoded: Any) -> _ClassPlan:
+    names = tuple(decoded.asdict())
+    fields = decoded.field_dict()  # pyais's attrs fields by name
+    getter = attrgetter(*names)
+    values = getter if len(names) > 1 else lambda obj: (getter(obj),)
+    convert = tuple(name for name in names if _may_be_enum_or_bytes(fields.get(name)))
+    position = "lat" in names or "lon" in names
+    return _ClassPlan(names, values, convert, position, names == _CLASS_A_FIELDS)
 
 
 @dataclass(slots=True)
@@ -61,57 +122,128 @@ class _Pending:
     lines: list[int] = field(default_factory=list)
 
 
-def _checksum(body: str) -> int:
-    return reduce(xor, body.encode("ascii"), 0)
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, enum.Enum):
-        return value.value
+        return value._value_  # the member's value, without the ``value`` property's overhead
     if isinstance(value, bytes | bytearray):
         return value.hex()
     return value
 
 
 def _enum_name(value: Any) -> str | None:
-    return value.name if isinstance(value, enum.Enum) else None
+    return value._name_ if isinstance(value, enum.Enum) else None
 
 
 class _OutOfRangeError(ValueError):
     pass
 
 
-def _position(data: dict[str, Any]) -> None:
+def _lat_lon(lat: float | None, lon: float | None) -> tuple[float | None, float | None]:
     """Null the not-available sentinels (lat 91, lon 181); out of range otherwise.
 
     pyais already gives the coordinates rounded to its resolution (1e-6 degrees or coarser).
     """
-    lat, lon = data.get("lat"), data.get("lon")
     if lat is not None:
         if lat == 91.0:
-            data["lat"] = None
+            lat = None
         elif not -90.0 <= lat <= 90.0:
             raise _OutOfRangeError(f"lat {lat} is beyond 90 degrees")
     if lon is not None:
         if lon == 181.0:
-            data["lon"] = None
+            lon = None
         elif not -180.0 <= lon <= 180.0:
             raise _OutOfRangeError(f"lon {lon} is beyond 180 degrees")
+    return lat, lon
+
+
+def _position(data: dict[str, Any]) -> None:
+    lat, lon = _lat_lon(data.get("lat"), data.get("lon"))
+    if "lat" in data:
+        data["lat"] = lat
+    if "lon" in data:
+        data["lon"] = lon
+
+
+@functools.lru_cache(maxsize=2048)
+def _knots_to_mps(knots: float) -> float:
+    # Cached: reports give speed in steps of 0.1 kn, and round() to 3 digits is slow.
+    return round(knots * KNOT_MPS, 3)
+
+
+_Kinematics = tuple[float | None, float | None, float | None, int | None, int | None]
+
+
+def _kinematics(
+    speed: float | None, course: float | None, heading: int | None, second: int | None
+) -> _Kinematics:
+    """Speed, course, heading and time stamp of a position report, not-available values nulled.
+
+    Returns ``(sog_knots, speed_mps, cog_deg, heading_deg, second)``: speed over ground in
+    knots (102.3 means not available) and in m/s, course over ground in degrees from true north
+    (360: not available), true heading in whole degrees (511: not available), and the UTC
+    second of the report (60-63: not available, manual, dead reckoning, inoperative).
+    """
+    sog = None if speed is None or speed >= 102.3 else speed
+    return (
+        sog,
+        None if sog is None else _knots_to_mps(sog),
+        None if course is None or course >= 360.0 else course,
+        None if heading is None or heading >= 360 else heading,
+        None if second is not None and second >= 60 else second,
+    )
 
 
 def _motion(data: dict[str, Any]) -> None:
     """Speed, course and heading of the position reports, with their not-available values."""
-    speed = data.pop("speed", None)
-    sog = None if speed is None or speed >= 102.3 else speed
+    sog, mps, cog, heading, second = _kinematics(
+        data.pop("speed", None), data.pop("course", None), data.pop("heading", None),
+        data.get("second"),
+    )  # fmt: skip
     data["sog_knots"] = sog
-    data["speed_mps"] = None if sog is None else round(sog * KNOT_MPS, 3)
-    course = data.pop("course", None)
-    data["cog_deg"] = None if course is None or course >= 360.0 else course
-    heading = data.pop("heading", None)
-    data["heading_deg"] = None if heading is None or heading >= 360 else heading
-    second = data.get("second")
-    if second is not None and second >= 60:
-        data["second"] = None
+    data["speed_mps"] = mps
+    data["cog_deg"] = cog
+    data["heading_deg"] = heading
+    if "second" in data:
+        data["second"] = second
+
+
+def _class_a_report(report: Any, first: AISSentence, fragments: int) -> dict[str, Any]:
+    """The item of a class A position report (types 1-3), the bulk of AIS traffic.
+
+    The same fields and conversions as the generic path (:meth:`AisParser._decode`,
+    :func:`_jsonable`, :func:`_position`, :func:`_motion`), read straight from pyais's message:
+    one dict built at once instead of copied and edited field by field.
+    """
+    lat, lon = _lat_lon(report.lat, report.lon)
+    sog, mps, cog, heading, second = _kinematics(
+        report.speed, report.course, report.heading, report.second
+    )
+    status, turn, maneuver = report.status, report.turn, report.maneuver
+    return {
+        "kind": "ais",
+        "msg_type": report.msg_type,
+        "mmsi": report.mmsi,
+        "own": first.type == "VDO",
+        "talker": first.talker_id,
+        "channel": first.channel or None,
+        "fragments": fragments,
+        "repeat": report.repeat,
+        # pyais gives enumerations for these (turn: for its not-available values only).
+        "nav_status": status if status.__class__ in _PLAIN else _jsonable(status),
+        "nav_status_name": _enum_name(status),
+        "turn": turn if turn.__class__ in _PLAIN else _jsonable(turn),
+        "accuracy": report.accuracy,
+        "lat": lat,
+        "lon": lon,
+        "sog_knots": sog,
+        "speed_mps": mps,
+        "cog_deg": cog,
+        "heading_deg": heading,
+        "second": second,
+        "maneuver": maneuver if maneuver.__class__ in _PLAIN else _jsonable(maneuver),
+        "raim": report.raim,
+        "radio": report.radio,
+    }
 
 
 def _static(data: dict[str, Any], raw_ship_type: Any) -> None:
@@ -132,6 +264,18 @@ def _static(data: dict[str, Any], raw_ship_type: Any) -> None:
         data["beam_m"] = port + star or None
 
 
+def _acknowledged(data: dict[str, Any], bits: int) -> None:
+    """Null the destination MMSIs that the payload cuts short (pyais reads the bits there are).
+
+    A type 7/13 message holds 40 header bits and then 32 bits per destination (30-bit MMSI,
+    2-bit sequence number); a payload that ends inside an MMSI does not name that station.
+    """
+    for k in range(1, 5):
+        if bits < 40 + 32 * (k - 1) + 30 and data.get(f"mmsi{k}") is not None:
+            data[f"mmsi{k}"] = None
+            data[f"mmsiseq{k}"] = None
+
+
 class AisParser(LineParser):
     """AIS ``VDM``/``VDO`` sentences, one per line, with multi-fragment reassembly."""
 
@@ -149,26 +293,27 @@ class AisParser(LineParser):
             if not re.search(r"\*[0-9A-Fa-f]{2}\Z", text):
                 return [Rejected("checksum", "checksum is not two hex digits at the end", line)]
             return [Rejected("malformed", "not an NMEA sentence", line)]
-        body = frame.group(2)
-        expected = int(frame.group(3), 16)
-        actual = _checksum(body)
+        raw = text.encode("ascii")  # the line framing has checked that it is ASCII
+        expected = int(frame.group(4), 16)
+        actual = checksum(raw[frame.start(2) : frame.end(2)])
         if actual != expected:
             detail = f"checksum does not match: {expected:02X} != {actual:02X}"
             return [Rejected("checksum", detail, line)]
-        head = _HEAD_RE.match(body)
-        if head is None or body[5:6] != ",":
+        head = frame.group(3)
+        if head is None:
+            body = frame.group(2)
             return [Rejected("unsupported", f"sentence {body[:6]!r} is not VDM or VDO", line)]
-        if frame.start(1) > 0:  # drop the tag block
-            text = text[frame.start(1) :]
+        start = frame.start(1)
         try:
-            sentence = AISSentence(text.encode("ascii"))
+            # From the sentence's ``!``/``$`` on: the tag block, if any, is left out.
+            sentence = AISSentence(raw[start:] if start else raw)
         except Exception as exc:  # pyais raises its own exceptions and ValueError
             return [Rejected("malformed", f"{type(exc).__name__}: {exc}", line)]
         if _PAYLOAD_RE.fullmatch(sentence.payload) is None:
             return [Rejected("malformed", "payload has characters outside the AIS armour", line)]
         if sentence.frag_cnt == 1:
             return [self._decode([sentence], [line])]
-        return self._fragment(sentence, head.group(0), line)
+        return self._fragment(sentence, head, line)
 
     def finish(self) -> list[Item]:
         out: list[Item] = []
@@ -241,9 +386,6 @@ class AisParser(LineParser):
         line = lines[-1]
         last = sentences[-1]
         first = sentences[0]
-        own = first.type == "VDO"
-        talker = first.talker_id
-        channel = first.channel
         try:
             message = last if len(sentences) == 1 else AISSentence.assemble_from_iterable(sentences)
             bits = len(message.payload) * 6 - last.fill_bits
@@ -252,37 +394,48 @@ class AisParser(LineParser):
             return Rejected("unsupported", f"message type not decoded: {exc}", line)
         except Exception as exc:  # pyais decoding errors on a damaged payload
             return Rejected("malformed", f"{type(exc).__name__}: {exc}", line)
-        names = _FIELD_NAMES.get(decoded.__class__)
-        if names is None:
-            names = _FIELD_NAMES[decoded.__class__] = tuple(decoded.asdict())
-        raw = {name: getattr(decoded, name) for name in names}
-        msg_type = raw.get("msg_type")
-        if not isinstance(msg_type, int) or not 1 <= msg_type <= 27:
+        plan = _PLANS.get(decoded.__class__)
+        if plan is None:
+            plan = _PLANS[decoded.__class__] = _plan(decoded)
+        msg_type = decoded.msg_type
+        if msg_type.__class__ is not int or not 1 <= msg_type <= 27:
             return Rejected("unsupported", f"message type {msg_type!r}", line)
-        if bits < _MIN_BITS.get(msg_type, 38) or raw.get("mmsi") is None:
+        mmsi = decoded.mmsi
+        if bits < _MIN_BITS.get(msg_type, 38) or mmsi is None:
             return Rejected("malformed", f"type {msg_type} payload of only {bits} bits", line)
-        data: dict[str, Any] = {
+        if plan.class_a:
+            try:
+                data = _class_a_report(decoded, first, len(sentences))
+            except _OutOfRangeError as exc:
+                return Rejected("out_of_range", f"type {msg_type}: {exc}", line)
+            return Accepted(_TYPE_KEYS[msg_type], data, line)
+        channel = first.channel
+        data = {
             "kind": "ais",
             "msg_type": msg_type,
-            "mmsi": raw["mmsi"],
-            "own": own,
-            "talker": talker,
+            "mmsi": mmsi,
+            "own": first.type == "VDO",
+            "talker": first.talker_id,
             "channel": channel or None,
             "fragments": len(sentences),
         }
-        data.update(raw)
-        for name, value in raw.items():
+        data.update(zip(plan.names, plan.values(decoded)))  # noqa: B905 (same length)
+        for name in plan.convert:
+            value = data[name]
             if value.__class__ not in _PLAIN:
                 data[name] = _jsonable(value)
-        try:
-            _position(data)
-        except _OutOfRangeError as exc:
-            return Rejected("out_of_range", f"type {msg_type}: {exc}", line)
+        if plan.position:
+            try:
+                _position(data)
+            except _OutOfRangeError as exc:
+                return Rejected("out_of_range", f"type {msg_type}: {exc}", line)
         if msg_type in _POSITION_TYPES:
             _motion(data)
-        if "status" in raw and msg_type in (1, 2, 3):
+        if msg_type <= 3 and "status" in data:
             data["nav_status"] = data.pop("status")
-            data["nav_status_name"] = _enum_name(raw["status"])
+            data["nav_status_name"] = _enum_name(getattr(decoded, "status", None))
         if msg_type in _STATIC_TYPES:
-            _static(data, raw.get("ship_type"))
-        return Accepted(str(msg_type), data, line)
+            _static(data, getattr(decoded, "ship_type", None))
+        elif msg_type in _ACK_TYPES:
+            _acknowledged(data, bits)
+        return Accepted(_TYPE_KEYS[msg_type], data, line)
