@@ -91,6 +91,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         with one_core():
             result = run_parser_bench()
+    elif args.suite == "node":
+        from borderwatch.bench_node import run_node_bench
+
+        result = run_node_bench(args.seconds, progress=lambda msg: log.info("bench: %s", msg))
     else:
         result = run_bench(
             targets=args.targets,
@@ -208,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         "suite",
         nargs="?",
         default="tracker",
-        choices=["tracker", "parsers"],
+        choices=["tracker", "parsers", "node"],
         help="what to measure (default: %(default)s)",
     )
     p.add_argument(
@@ -219,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="simultaneous target counts to measure",
     )
     p.add_argument("--scans", type=int, default=120, help="scans (1 Hz) per run")
+    p.add_argument(
+        "--seconds", type=float, default=60.0, help="node: measuring time after warm-up, s"
+    )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--speed-only", action="store_true", help="skip the tracking-quality scenarios")

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 #: NMEA message kinds that describe the own platform.
 NAV_KINDS = frozenset({"fix", "velocity", "heading", "accuracy", "dop"})
+#: Radar targets received closer together than this belong to one burst (one scan's report),
+#: converted with one platform state at the burst's last reception time, s.
+RADAR_BURST_GAP_S = 0.05
 #: AIS message types that report a position.
 AIS_POSITION_TYPES = frozenset({1, 2, 3, 18, 19, 27})
 
@@ -93,6 +96,7 @@ class SensorStage:
             if d.type == "radar"
         }
         self._batches: list[DetectionBatch] = []
+        self._radar_pending: dict[str, list[tuple[float, dict[str, Any]]]] = {}
         self._events: list[ConcealmentEvent] = []
         self.last_t: float | None = None
 
@@ -140,15 +144,29 @@ class SensorStage:
         return None
 
     def _radar_target(self, sensor_id: str, t: float, data: dict[str, Any]) -> str | None:
-        batch, skipped = radar_detections(
-            [data],
-            t,
-            self.nav.state(t),
-            self._radar[sensor_id],
-            self.frame,
-            self.sensor_index[sensor_id],
-        )
-        return self._add(sensor_id, batch, skipped)
+        # A radar sends its targets in a burst once per scan: convert each burst in one call,
+        # with one platform state, when the detections are taken.
+        self._radar_pending.setdefault(sensor_id, []).append((t, data))
+        return None
+
+    def _flush_radar(self) -> None:
+        for sensor_id, readings in self._radar_pending.items():
+            start = 0
+            for i in range(1, len(readings) + 1):
+                if i < len(readings) and readings[i][0] - readings[i - 1][0] <= RADAR_BURST_GAP_S:
+                    continue
+                t = readings[i - 1][0]
+                batch, skipped = radar_detections(
+                    [data for _t, data in readings[start:i]],
+                    t,
+                    self.nav.state(t),
+                    self._radar[sensor_id],
+                    self.frame,
+                    self.sensor_index[sensor_id],
+                )
+                self._add(sensor_id, batch, skipped)
+                start = i
+        self._radar_pending.clear()
 
     def _ais(self, sensor_id: str, t: float, data: dict[str, Any]) -> str | None:
         self.ais.update(data)
@@ -187,7 +205,8 @@ class SensorStage:
     # ------------------------------------------------------------------ outputs
 
     def take_detections(self) -> DetectionBatch:
-        """Every detection made since the last call, in arrival order."""
+        """Every detection made since the last call (radar bursts last)."""
+        self._flush_radar()
         batches, self._batches = self._batches, []
         return DetectionBatch.concat(batches)
 

@@ -49,6 +49,11 @@ from borderwatch.simulator.run import simulate
 log = logging.getLogger(__name__)
 
 DEVICES_FILE = "devices.json"
+#: How long a chunk bigger than a pty's buffer may take to be read before the rest is dropped,
+#: wall s (a reader that keeps up empties the buffer within milliseconds).
+PTY_WRITE_WAIT_S = 1.0
+#: Pause between attempts to write the rest of such a chunk, wall s.
+PTY_WRITE_RETRY_S = 0.002
 LOOPBACK = "127.0.0.1"
 #: Bytes read from a pseudo-terminal at a time (SenseAir requests are 8 bytes each).
 READ_SIZE = 4096
@@ -123,6 +128,13 @@ class PtyPort:
         except BlockingIOError:
             return False
         return written == len(data)
+
+    def write_some(self, data: bytes | memoryview) -> int:
+        """Write what the terminal's buffer takes now, without blocking; bytes written."""
+        try:
+            return os.write(self.master, data)
+        except BlockingIOError:
+            return 0
 
     def pending(self) -> int:
         """Bytes written but not yet read on the slave side."""
@@ -389,10 +401,29 @@ class DeviceEmulator:
                 window = None
             if not await self._until(chunk.t):
                 return
-            self._send(d, chunk.data)
+            if d.port is not None:
+                await self._send_pty(d, d.port, chunk.data)
+            else:
+                self._send(d, chunk.data)
         if window is not None and window[0] <= self.until_s and not await self._unplug(d, window):
             return
         await self._until(self.until_s)
+
+    async def _send_pty(self, d: _Served, port: PtyPort, data: bytes) -> None:
+        """Write a chunk as a serial line would: a burst larger than the terminal's buffer
+        (a radar's whole scan) goes out as the reader makes room, within ``PTY_WRITE_WAIT_S``;
+        what is left then (nobody reading) is dropped and counted."""
+        view = memoryview(data)
+        deadline = self._clock() + PTY_WRITE_WAIT_S
+        while True:
+            view = view[port.write_some(view) :]
+            if not view:
+                break
+            if self._clock() >= deadline or not await self._until_wall(PTY_WRITE_RETRY_S):
+                d.counters.overflow_chunks += 1
+                return
+        d.counters.chunks += 1
+        d.counters.bytes += len(data)
 
     def _send(self, d: _Served, data: bytes) -> None:
         c = d.counters
