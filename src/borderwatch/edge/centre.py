@@ -1,0 +1,991 @@
+"""The control centre: every node's tracks and alerts in; one picture, one alert per crossing out.
+
+::
+
+    broker ──link task (aiomqtt, reconnects)──▶ inbox (bounded, drops counted)
+                                                   │
+                                   process task: decode ▸ de-duplicate by msg_id ▸
+                                     tracks  → TrackToTrackFuser (centre frame) + history batch
+                                     alerts  → store ▸ AlertDeduplicator ▸ centre alert events
+                                     states  → latest per node
+                                     commands (acknowledge / assign / close) → store ▸ reply
+                                                   │
+    broker ◀──link task── outgoing (bounded) ◀── centre alert events, replies, fused picture
+                                                   ▲
+                                   picture task: every picture_interval_s, fuse and publish
+                                   history task: every track_batch_s, write track batch
+
+Topics of the centre (``docs/centre.md``), besides the node tree it reads (``docs/mqtt.md``)::
+
+    borderwatch/v1/centre/<centre_id>/alert        CentreAlertEvent (QoS 1)
+    borderwatch/v1/centre/<centre_id>/picture      Picture, one document (QoS 1, retained)
+    borderwatch/v1/centre/<centre_id>/cmd/<verb>   operator commands; reply to the response topic
+
+All tasks live in one :class:`asyncio.TaskGroup`; :meth:`Centre.stop` ends them, writes the
+pending track batch and closes the store. Nothing a node sends can end the centre: every bad
+payload is counted in :class:`CentreStats` by reason and logged at most once per
+``intake.log_interval_s`` per reason.
+
+The wall clock (``clock``) is read here only: reception times, operator action times and, with
+``fusion.time_source: wall``, the picture time. Fusion times are seconds since ``epoch`` (the
+centre's start, whole seconds, UTC); positions are metres in the deployment's local ENU plane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import signal
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final, Literal
+
+import aiomqtt
+import numpy as np
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from borderwatch import __version__
+from borderwatch.config.centre import CentreConfig, load_centre_config
+from borderwatch.config.mqtt import MqttSettings
+from borderwatch.drivers.base import Backoff, LogLimiter
+from borderwatch.edge.mqtt import (
+    ROOT,
+    CommandReply,
+    Publication,
+    _payload_bytes,
+    _properties,
+    topic_level,
+    topics,
+)
+from borderwatch.edge.store import AlertActionError, AsyncAlertStore, StoreError, UnknownAlertError
+from borderwatch.fusion.alertdedup import AlertDeduplicator, DedupResult, NodeAlert
+from borderwatch.fusion.outputs import AlertEvent
+from borderwatch.fusion.t2t import FusedTable, TrackToTrackFuser
+from borderwatch.schema import (
+    Alert,
+    AlertEndReason,
+    Concealment,
+    Detection,
+    EnuOrigin,
+    GeoPoint,
+    MessageError,
+    NodeState,
+    PositionMeasurement,
+    Provenance,
+    Track,
+    TrackStatus,
+    Velocity,
+    new_msg_id,
+    parse_message,
+)
+from borderwatch.schema.common import check_schema_version, matrix2
+from borderwatch.schema.convert import _geo_points, _plane_xy, seconds_since, time_at
+from borderwatch.schema.messages import AnyMessage, escalate
+
+log = logging.getLogger(__name__)
+
+#: Verbs of the operator commands.
+VERBS: Final = ("acknowledge", "assign", "close")
+
+RejectReason = Literal[
+    "oversized",
+    "malformed_json",
+    "schema_version",
+    "schema",
+    "unknown_topic",
+    "wrong_type",
+    "topic_mismatch",
+    "empty",
+]
+
+InboundKind = Literal["track", "track_cleared", "alert", "node_state", "pli", "command"]
+
+#: Which message types each node topic may carry.
+_EXPECTED: Final[dict[str, tuple[type[AnyMessage], ...]]] = {
+    "track": (Track,),
+    "alert": (Alert, Concealment),
+    "node_state": (NodeState,),
+    "pli": (Detection,),
+}
+
+
+# ----------------------------------------------------------------------------------- topics
+
+
+@dataclass(frozen=True, slots=True)
+class CentreTopics:
+    """The topics of one centre, under ``borderwatch/v1/centre/<centre_id>``."""
+
+    centre_id: str
+
+    @property
+    def base(self) -> str:
+        """Prefix of every topic of this centre."""
+        return f"{ROOT}/centre/{topic_level(self.centre_id)}"
+
+    def alert(self) -> str:
+        """Centre alert events (:class:`CentreAlertEvent`), not retained."""
+        return f"{self.base}/alert"
+
+    def picture(self) -> str:
+        """The fused picture (:class:`Picture`), retained: a console sees it at once."""
+        return f"{self.base}/picture"
+
+    def command(self, verb: str) -> str:
+        """Operator commands; ``+`` for the subscription filter."""
+        return f"{self.base}/cmd/{verb}"
+
+    def command_verb(self, topic: str) -> str | None:
+        """The verb of a command topic of this centre, or None for any other topic."""
+        prefix = f"{self.base}/cmd/"
+        if topic.startswith(prefix) and "/" not in topic[len(prefix) :]:
+            return topic[len(prefix) :]
+        return None
+
+
+# ------------------------------------------------------------------------------- wire models
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AlertMember(_Wire):
+    """A node alert merged into a centre alert."""
+
+    node_id: str = Field(description="The raising node.")
+    alert_id: str = Field(description="The node's alert id.")
+
+
+class CentreAlertEvent(_Wire):
+    """One event of a centre alert (one per crossing, whichever nodes raised it)."""
+
+    type: Literal["centre_alert"] = Field(default="centre_alert", description="Message type.")
+    centre_id: str = Field(description="The centre that de-duplicated the alert.")
+    members: tuple[AlertMember, ...] = Field(
+        description="Node alerts merged into this one, in joining order."
+    )
+    cause_msg_id: str = Field(description="msg_id of the node alert event that caused this one.")
+    alert: Alert = Field(
+        description="The centre alert event: alert_id <centre_id>:<n>, new / update / end with "
+        "before / after, position in the centre's plane, provenance.contributing_node_ids."
+    )
+
+
+class PictureMember(_Wire):
+    """A node track fused into a centre track."""
+
+    node_id: str = Field(description="The reporting node.")
+    track_id: str = Field(description="The node's track id.")
+
+
+class PictureTrack(_Wire):
+    """One fused track at the picture's time."""
+
+    track_id: str = Field(description="Stable centre track id, <centre_id>:<n>.")
+    position: GeoPoint = Field(description="Fused position (WGS-84 and local x_m/y_m).")
+    velocity: Velocity = Field(description="Fused velocity.")
+    cov_m2: tuple[tuple[float, float], tuple[float, float]] = Field(
+        description="Fused position covariance, east/north, m²."
+    )
+    last_report_time: datetime = Field(description="Latest report among the members, UTC.")
+    members: tuple[PictureMember, ...] = Field(description="Node tracks fused, anchor first.")
+
+
+class NodeSummary(_Wire):
+    """What the centre last heard from a node."""
+
+    node_id: str = Field(description="The node.")
+    status: str | None = Field(description="Status of its latest NodeState; null if none.")
+    state_time: datetime | None = Field(description="Time of that NodeState, UTC.")
+    position: GeoPoint | None = Field(description="Its latest own position (pli), if any.")
+
+
+class Picture(_Wire):
+    """The centre's fused picture: every fused track with its members, and the nodes."""
+
+    type: Literal["picture"] = Field(default="picture", description="Message type.")
+    schema_version: Literal["1"] = Field(default="1", description="Major schema version.")
+    msg_id: str = Field(description="ULID of this picture.")
+    centre_id: str = Field(description="The centre.")
+    time: datetime = Field(description="Time the tracks are predicted to, UTC.")
+    enu_origin: EnuOrigin = Field(description="Origin of every x_m/y_m.")
+    tracks: tuple[PictureTrack, ...] = Field(description="Fused tracks, by id.")
+    nodes: tuple[NodeSummary, ...] = Field(description="Nodes heard from, by id.")
+
+
+class OperatorRequest(_Wire):
+    """The payload of an operator command."""
+
+    alert_id: str = Field(min_length=1, description="The alert (node or centre alert id).")
+    operator: str = Field(min_length=1, description="Who acts.")
+    assignee: str | None = Field(default=None, description="Who is sent (assign only).")
+    note: str = Field(default="", description="Free text, at most 500 characters.")
+
+
+# ---------------------------------------------------------------------------------- decoding
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a payload was refused: ``reason`` is a counter key, ``detail`` for the log."""
+
+    reason: RejectReason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A payload the centre will process."""
+
+    kind: InboundKind
+    message: AnyMessage | None = None
+    track_id: str | None = None
+    verb: str | None = None
+    payload: bytes = b""
+
+
+def decode(
+    topic: str, payload: bytes, centre_topics: CentreTopics, max_bytes: int
+) -> Inbound | Rejection:
+    """Classify one received payload; never raises.
+
+    Checked in order: size, topic (a node topic the centre reads, or one of its command
+    topics), empty payload (only a track's end), JSON, schema version, schema, message type
+    against topic, ids in the topic against the payload.
+    """
+    if len(payload) > max_bytes:
+        return Rejection("oversized", f"{len(payload)} bytes > {max_bytes} on {topic}")
+    verb = centre_topics.command_verb(topic)
+    if verb is not None:
+        return Inbound("command", verb=verb, payload=payload)
+    match = topics.parse(topic)
+    if match is None or match.kind not in _EXPECTED:
+        return Rejection("unknown_topic", topic)
+    if not payload:
+        if match.kind == "track":
+            return Inbound("track_cleared", track_id=match.track_id)
+        return Rejection("empty", topic)
+    try:
+        data = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return Rejection("malformed_json", f"{topic}: {exc}")
+    try:
+        check_schema_version(data)
+    except ValueError as exc:
+        return Rejection("schema_version", f"{topic}: {exc}")
+    try:
+        message = parse_message(payload)
+    except MessageError as exc:
+        return Rejection("schema", f"{topic}: {exc}")
+    if not isinstance(message, _EXPECTED[match.kind]):
+        return Rejection("wrong_type", f"{message.type} on {topic}")
+    if isinstance(message, Track) and message.track_id != match.track_id:
+        return Rejection("topic_mismatch", f"track {message.track_id} on {topic}")
+    if match.node_id is not None and message.provenance.node_id != match.node_id:
+        return Rejection("topic_mismatch", f"node {message.provenance.node_id} on {topic}")
+    return Inbound(match.kind, message=message)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------ stats
+
+
+@dataclass(slots=True)
+class CentreStats:
+    """Counters of a :class:`Centre` since it was made.
+
+    ``messages`` by inbound kind (track, track_cleared, alert, concealment, node_state, pli,
+    command); ``rejected`` by :data:`RejectReason`; ``errors`` by where (store, internal).
+    """
+
+    messages: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    dropped_inbox: int = 0
+    dropped_outgoing: int = 0
+    centre_alert_events: int = 0
+    commands: int = 0
+    command_errors: int = 0
+    tracks_stored: int = 0
+    pictures: int = 0
+    published: int = 0
+    connects: int = 0
+    disconnects: int = 0
+    connect_failures: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    topic: str
+    payload: bytes
+    received_at: datetime
+    response_topic: str | None
+    correlation: bytes | None
+    retain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    pub: Publication
+    correlation: bytes | None = None
+
+
+class _SeenIds:
+    """The last ``capacity`` message ids, for dropping re-deliveries (QoS 1, bridges)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._capacity = capacity
+
+    def add(self, msg_id: str) -> bool:
+        """Remember ``msg_id``; False when it was already remembered."""
+        if msg_id in self._ids:
+            return False
+        self._ids[msg_id] = None
+        if len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
+        return True
+
+
+# ----------------------------------------------------------------------------------- centre
+
+
+class Centre:
+    """The control centre service (see the module docstring).
+
+    Args:
+        config: validated centre configuration.
+        clock: wall clock, Unix seconds (tests may pass their own).
+        rng: random source of the reconnect jitter.
+    """
+
+    def __init__(
+        self,
+        config: CentreConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.centre_id = config.centre_id
+        self.topics = CentreTopics(config.centre_id)
+        self.frame = config.frame.local_frame()
+        self.origin = EnuOrigin.from_frame(self.frame)
+        self.epoch = datetime.fromtimestamp(int(clock()), UTC)
+        fusion = config.fusion
+        self.fuser = TrackToTrackFuser(
+            fusion.gate_chi2,
+            fusion.stale_s,
+            q_m2ps3=fusion.q_m2ps3,
+            max_gate_m=fusion.max_gate_m,
+        )
+        d = config.dedup
+        self.dedup = AlertDeduplicator(
+            config.centre_id,
+            window_s=d.window_s,
+            radius_m=d.radius_m,
+            segment_slack=d.segment_slack,
+            retention_s=d.retention_s,
+        )
+        self.stats = CentreStats()
+        self.connected = False
+        self.picture: Picture | None = None
+        self.node_states: dict[str, NodeState] = {}
+        self.positions: dict[str, Detection] = {}
+        self.store: AsyncAlertStore | None = None
+        self._rng = rng or random.Random()
+        self._limiter = LogLimiter(log, config.intake.log_interval_s, time.monotonic)
+        self._inbox: asyncio.Queue[_Received] = asyncio.Queue(config.intake.queue)
+        self._outgoing: deque[_Outgoing] = deque()
+        self._picture_pub: _Outgoing | None = None
+        self._out_wake = asyncio.Event()
+        self._seen = _SeenIds(config.intake.remembered_msg_ids)
+        self._pending_tracks: list[Track] = []
+        self._centre_alerts: dict[str, Alert] = {}
+        self._centre_track_of: dict[tuple[str, str], int] = {}
+        self._latest_track_t = -float("inf")
+        self._picture_t = -float("inf")
+        self._stop = asyncio.Event()
+
+    # ------------------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Ask the centre to shut down cleanly (safe to call from a signal handler)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Open the store, then receive, fuse, store and publish until :meth:`stop`."""
+        log.info("centre %s starting; store %s", self.centre_id, self._store_name())
+        self.store = await AsyncAlertStore.open(self.config.store.url)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                runners = [
+                    tasks.create_task(self._link(), name="centre-link"),
+                    tasks.create_task(self._process(), name="centre-process"),
+                    tasks.create_task(self._pictures(), name="centre-picture"),
+                    tasks.create_task(self._histories(), name="centre-history"),
+                ]
+                await self._stop.wait()
+                for runner in runners:
+                    runner.cancel()
+        finally:
+            await self._flush_tracks()
+            await self.store.close()
+            log.info("centre %s stopped", self.centre_id)
+
+    def _store_name(self) -> str:
+        # The URL may hold a password: name the backend only.
+        return self.config.store.url.split(":", 1)[0]
+
+    # ------------------------------------------------------------------------ broker link
+
+    async def _link(self) -> None:
+        """Stay connected: subscribe, receive into the inbox, publish the outgoing queue."""
+        m = self.config.mqtt
+        backoff = Backoff(m.backoff.initial_s, m.backoff.max_s, self._rng)
+        while True:
+            connects = self.stats.connects
+            try:
+                await self._connection(backoff)
+            except* aiomqtt.MqttError as group:
+                self._link_failed(str(group.exceptions[0]), self.stats.connects > connects)
+            except* Exception as group:
+                self.stats.errors["link"] += 1
+                log.error("centre link failed; reconnecting", exc_info=group)
+            finally:
+                self.connected = False
+            await asyncio.sleep(backoff.next_delay())
+
+    def _link_failed(self, reason: str, was_connected: bool) -> None:
+        if was_connected:
+            self.stats.disconnects += 1
+            log.warning("centre: broker %s lost (%s)", self.config.mqtt.url, reason)
+        else:
+            self.stats.connect_failures += 1
+            self._limiter.log(
+                logging.WARNING,
+                "connect",
+                "centre: cannot connect to %s (%s)",
+                self.config.mqtt.url,
+                reason,
+            )
+
+    def _client(self) -> aiomqtt.Client:
+        m: MqttSettings = self.config.mqtt
+        expiry = self.config.intake.session_expiry_s
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        if expiry:
+            # A persistent session: the broker queues QoS 1 alerts while the centre restarts.
+            props.SessionExpiryInterval = expiry
+        tls = None
+        if m.uses_tls:
+            t = m.tls
+            tls = aiomqtt.TLSParameters(
+                ca_certs=None if t is None or t.ca_file is None else str(t.ca_file),
+                certfile=None if t is None or t.cert_file is None else str(t.cert_file),
+                keyfile=None if t is None or t.key_file is None else str(t.key_file),
+            )
+        return aiomqtt.Client(
+            m.host,
+            m.port,
+            identifier=m.client_id or f"borderwatch-centre-{self.centre_id}",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            username=m.username,
+            password=None if m.password is None else m.password.get_secret_value(),
+            clean_start=not expiry,
+            properties=props,
+            keepalive=m.keepalive_s,
+            timeout=m.publish_timeout_s,
+            tls_params=tls,
+            max_queued_incoming_messages=self.config.intake.queue,
+        )
+
+    async def _connection(self, backoff: Backoff) -> None:
+        async with self._client() as client:
+            self.stats.connects += 1
+            log.info("centre %s: connected to %s", self.centre_id, self.config.mqtt.url)
+            filters = [
+                topics.node_state("+"),
+                topics.pli("+"),
+                topics.all_tracks(),
+                topics.alert(),
+                self.topics.command("+"),
+            ]
+            await client.subscribe([(f, 1) for f in filters])
+            self.connected = True  # subscribed: from now on nothing published is missed
+            backoff.reset()
+            self._out_wake.set()  # send what waited for the link
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._receive(client), name="centre-receive")
+                tasks.create_task(self._send(client), name="centre-send")
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            props = message.properties
+            received = _Received(
+                topic=str(message.topic),
+                payload=_payload_bytes(message.payload),
+                received_at=self._now(),
+                response_topic=getattr(props, "ResponseTopic", None) or None,
+                correlation=getattr(props, "CorrelationData", None),
+                retain=bool(message.retain),
+            )
+            try:
+                self._inbox.put_nowait(received)
+            except asyncio.QueueFull:
+                self.stats.dropped_inbox += 1
+                self._limiter.log(
+                    logging.WARNING,
+                    "inbox",
+                    "centre: inbox full, message on %s dropped",
+                    received.topic,
+                )
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        """Publish queued events and replies first, then the latest picture; an item leaves
+        the queue only once the broker acknowledged it."""
+        while True:
+            await self._out_wake.wait()
+            self._out_wake.clear()
+            while self._outgoing or self._picture_pub is not None:
+                item = self._outgoing[0] if self._outgoing else self._picture_pub
+                assert item is not None
+                try:
+                    await client.publish(
+                        item.pub.topic,
+                        item.pub.payload,
+                        qos=1,
+                        retain=item.pub.retain,
+                        properties=_properties(
+                            PacketTypes.PUBLISH, json_payload=True, correlation=item.correlation
+                        ),
+                    )
+                    self.stats.published += 1
+                except ValueError as exc:  # paho refuses a malformed (response) topic
+                    self.stats.dropped_outgoing += 1
+                    log.warning("centre: not published to %r: %s", item.pub.topic, exc)
+                if self._outgoing and self._outgoing[0] is item:
+                    self._outgoing.popleft()
+                elif self._picture_pub is item:  # not replaced while in flight
+                    self._picture_pub = None
+
+    def _queue(self, item: _Outgoing) -> None:
+        if len(self._outgoing) >= self.config.intake.outgoing:
+            self._outgoing.popleft()
+            self.stats.dropped_outgoing += 1
+            self._limiter.log(logging.WARNING, "outgoing", "centre: outgoing queue full")
+        self._outgoing.append(item)
+        self._out_wake.set()
+
+    # ------------------------------------------------------------------------ processing
+
+    async def _process(self) -> None:
+        while True:
+            item = await self._inbox.get()
+            try:
+                await self._handle(item)
+            except StoreError as exc:
+                self.stats.errors["store"] += 1
+                self._limiter.log(logging.ERROR, "store", "centre: store failed: %s", exc)
+            except Exception:
+                self.stats.errors["internal"] += 1
+                log.exception("centre: message on %s could not be processed", item.topic)
+
+    async def _handle(self, item: _Received) -> None:
+        decoded = decode(
+            item.topic, item.payload, self.topics, self.config.intake.max_payload_bytes
+        )
+        if isinstance(decoded, Rejection):
+            self.stats.rejected[decoded.reason] += 1
+            self._limiter.log(
+                logging.WARNING,
+                decoded.reason,
+                "centre: rejected (%s): %s",
+                decoded.reason,
+                decoded.detail[:300],
+            )
+            return
+        if decoded.kind == "command":
+            assert decoded.verb is not None
+            await self._command(decoded.verb, item)
+            return
+        if decoded.kind == "track_cleared":
+            assert decoded.track_id is not None
+            self.stats.messages["track_cleared"] += 1
+            self.fuser.drop(decoded.track_id.split(":", 1)[0], [decoded.track_id])
+            return
+        message = decoded.message
+        assert message is not None
+        if not self._seen.add(message.msg_id):
+            self.stats.duplicates += 1
+            return
+        self.stats.messages[message.type] += 1
+        if isinstance(message, Track):
+            await self._track(message)
+        elif isinstance(message, Alert):
+            await self._alert(message, item.received_at)
+        elif isinstance(message, NodeState):
+            held = self.node_states.get(message.node_id)
+            if held is None or held.time <= message.time:
+                self.node_states[message.node_id] = message
+        elif isinstance(message, Detection):
+            held_pli = self.positions.get(message.provenance.node_id)
+            if held_pli is None or held_pli.time <= message.time:
+                self.positions[message.provenance.node_id] = message
+        else:
+            # Concealments are logged, not stored: the alert table's columns (border segment,
+            # direction, track) do not describe a vehicle inspection.
+            log.info(
+                "concealment from %s: vehicle %s %s (confidence %.2f)",
+                message.provenance.node_id,
+                message.vehicle_id,
+                message.verdict.value,
+                message.confidence,
+            )
+
+    # ---------------------------------------------------------------------------- tracks
+
+    async def _track(self, track: Track) -> None:
+        node_id = track.provenance.node_id
+        if track.status is TrackStatus.ENDED:
+            self.fuser.drop(node_id, [track.track_id])
+        else:
+            xy = _plane_xy(self.frame, [(track.enu_origin, track.position)])
+            x = np.array([[xy[0, 0], xy[0, 1], track.velocity.vx_mps, track.velocity.vy_mps]])
+            t = seconds_since(track.time, self.epoch)
+            self.fuser.update(t, node_id, [track.track_id], x, np.array([track.state_cov]))
+            self._latest_track_t = max(self._latest_track_t, t)
+        self._pending_tracks.append(track)
+        if len(self._pending_tracks) >= self.config.store.track_batch_max:
+            await self._flush_tracks()
+
+    async def _histories(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.store.track_batch_s)
+            try:
+                await self._flush_tracks()
+            except StoreError as exc:
+                self.stats.errors["store"] += 1
+                self._limiter.log(logging.ERROR, "store", "centre: track history: %s", exc)
+
+    async def _flush_tracks(self) -> None:
+        batch, self._pending_tracks = self._pending_tracks, []
+        if batch and self.store is not None:
+            self.stats.tracks_stored += await self.store.record_tracks(batch)
+
+    # ---------------------------------------------------------------------------- alerts
+
+    async def _alert(self, alert: Alert, received_at: datetime) -> None:
+        assert self.store is not None
+        if not await self.store.record_alert(alert, received_at):
+            self.stats.duplicates += 1  # seen before this centre's memory (restart, old)
+            return
+        node_id = alert.provenance.node_id
+        xy = _plane_xy(self.frame, [(alert.enu_origin, alert.after.position)])[0]
+        result = self.dedup.observe(
+            NodeAlert(
+                node_id=node_id,
+                alert_id=alert.alert_id,
+                kind=alert.kind.value,
+                direction=alert.direction,
+                border_segment=alert.border_segment,
+                t=seconds_since(alert.time, self.epoch),
+                x_m=float(xy[0]),
+                y_m=float(xy[1]),
+                centre_track_id=self._centre_track_of.get((node_id, alert.track_id)),
+                ended=alert.event is AlertEvent.END,
+            )
+        )
+        for event in self._centre_events(result, alert, (float(xy[0]), float(xy[1]))):
+            await self.store.record_alert(event, received_at)
+            self._centre_alerts[event.alert_id] = event
+            self.stats.centre_alert_events += 1
+            published = CentreAlertEvent(
+                centre_id=self.centre_id,
+                members=tuple(AlertMember(node_id=n, alert_id=a) for n, a in result.members),
+                cause_msg_id=alert.msg_id,
+                alert=event,
+            )
+            self._queue(_Outgoing(Publication(self.topics.alert(), _json(published), False)))
+        self._forget_centre_alerts(alert.time)
+
+    def _centre_events(
+        self, result: DedupResult, alert: Alert, xy: tuple[float, float]
+    ) -> list[Alert]:
+        """The centre alert events a node alert event causes: new (and end, if the node alert
+        was first seen at its end), update, end, or none once the centre alert has ended."""
+        previous = self._centre_alerts.get(result.centre_alert_id)
+        if previous is not None and previous.event is AlertEvent.END:
+            return []  # a late event of an ended crossing: stored as a node event only
+        events: list[Alert] = []
+        if previous is None:
+            previous = self._centre_alert(AlertEvent.NEW, result, alert, xy, None)
+            events.append(previous)
+            if not result.all_ended:
+                return events
+        event = AlertEvent.END if result.all_ended else AlertEvent.UPDATE
+        events.append(self._centre_alert(event, result, alert, xy, previous))
+        return events
+
+    def _centre_alert(
+        self,
+        event: AlertEvent,
+        result: DedupResult,
+        alert: Alert,
+        xy: tuple[float, float],
+        previous: Alert | None,
+    ) -> Alert:
+        # Events of several nodes may arrive out of order; the centre alert's own times never
+        # go back, so its before/after chain stays valid.
+        at = alert.time if previous is None else max(alert.time, previous.time)
+        p = alert.after.position
+        after = alert.after.model_copy(
+            update={
+                "time": at,
+                "position": GeoPoint(
+                    lat_deg=p.lat_deg, lon_deg=p.lon_deg, alt_m=p.alt_m, x_m=xy[0], y_m=xy[1]
+                ),
+                "priority": escalate(
+                    alert.after.priority, None if previous is None else previous.after.priority
+                ),
+            }
+        )
+        centre_track = self._centre_track_of.get((alert.provenance.node_id, alert.track_id))
+        flags = [alert.provenance] + ([] if previous is None else [previous.provenance])
+        return Alert(
+            msg_id=new_msg_id(),
+            time=at,
+            received_at=alert.received_at,
+            provenance=Provenance(
+                node_id=self.centre_id,
+                contributing_node_ids=tuple(sorted({n for n, _ in result.members})),
+                software_version=__version__,
+                simulated=any(f.simulated for f in flags),
+                exercise=any(f.exercise for f in flags),
+            ),
+            enu_origin=self.origin,
+            alert_id=result.centre_alert_id,
+            kind=alert.kind,
+            event=event,
+            track_id=alert.track_id if centre_track is None else f"{self.centre_id}:{centre_track}",
+            border_kind=alert.border_kind,
+            border_segment=alert.border_segment,
+            direction=alert.direction,
+            end_reason=(alert.end_reason or AlertEndReason.CONFIRMED)
+            if event is AlertEvent.END
+            else None,
+            before=None if previous is None else previous.after,
+            after=after,
+        )
+
+    def _forget_centre_alerts(self, now: datetime) -> None:
+        """Bound memory like the deduplicator does: drop centre alerts quiet for retention_s."""
+        retention = self.config.dedup.retention_s
+        old = [
+            cid
+            for cid, a in self._centre_alerts.items()
+            if (now - a.time).total_seconds() > retention
+        ]
+        for cid in old:
+            del self._centre_alerts[cid]
+
+    # -------------------------------------------------------------------------- commands
+
+    async def _command(self, verb: str, item: _Received) -> None:
+        self.stats.messages["command"] += 1
+        if item.retain:
+            log.warning("centre: retained command %s ignored", item.topic)
+            return
+        self.stats.commands += 1
+        reply = await self._execute(verb, item.payload)
+        if not reply.ok:
+            self.stats.command_errors += 1
+        if item.response_topic is None:
+            log.info("centre: command %s without response topic: %s", verb, reply.error or "ok")
+            return
+        self._queue(
+            _Outgoing(Publication(item.response_topic, _json(reply), False), item.correlation)
+        )
+
+    async def _execute(self, verb: str, payload: bytes) -> CommandReply:
+        assert self.store is not None
+        if verb not in VERBS:
+            return self._error(verb, f"unknown command {verb!r} (known: {', '.join(VERBS)})")
+        try:
+            request = OperatorRequest.model_validate_json(payload or b"{}")
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(x) for x in first["loc"]) or "request"
+            return self._error(verb, f"bad request: {where}: {first['msg']}")
+        try:
+            view = await self.store.act(
+                request.alert_id,
+                verb,
+                request.operator,
+                self._now(),
+                assignee=request.assignee,
+                note=request.note,
+            )
+        except (UnknownAlertError, AlertActionError) as exc:
+            return self._error(verb, str(exc))
+        result = {
+            "alert_id": view.alert_id,
+            "status": view.status.value,
+            "acknowledged_by": view.acknowledged_by,
+            "assignee": view.assignee,
+            "closed_by": view.closed_by,
+        }
+        return CommandReply(ok=True, node_id=self.centre_id, verb=verb, result=result)
+
+    def _error(self, verb: str, error: str) -> CommandReply:
+        return CommandReply(ok=False, node_id=self.centre_id, verb=verb, error=error)
+
+    # --------------------------------------------------------------------------- picture
+
+    async def _pictures(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.fusion.picture_interval_s)
+            picture = self.make_picture()
+            if picture is not None:
+                self._picture_pub = _Outgoing(
+                    Publication(self.topics.picture(), _json(picture), retain=True)
+                )
+                self._out_wake.set()
+
+    def make_picture(self) -> Picture | None:
+        """Fuse the node tracks held now into a :class:`Picture` (None before any track
+        time is known when pictures follow message times)."""
+        if self.config.fusion.time_source == "wall":
+            t = seconds_since(self._now(), self.epoch)
+        else:
+            t = self._latest_track_t
+        t = max(t, self._picture_t)
+        if not np.isfinite(t):
+            return None
+        self._picture_t = t
+        table = self.fuser.picture(t)
+        self._centre_track_of = {
+            member: int(cid)
+            for cid, members in zip(table.ids, table.members, strict=True)
+            for member in members
+        }
+        self.picture = Picture(
+            msg_id=new_msg_id(),
+            centre_id=self.centre_id,
+            time=time_at(t, self.epoch),
+            enu_origin=self.origin,
+            tracks=self._picture_tracks(table),
+            nodes=self._node_summaries(),
+        )
+        self.stats.pictures += 1
+        return self.picture
+
+    def _picture_tracks(self, table: FusedTable) -> tuple[PictureTrack, ...]:
+        points = _geo_points(self.frame, table.x[:, :2])
+        return tuple(
+            PictureTrack(
+                track_id=f"{self.centre_id}:{int(table.ids[k])}",
+                position=points[k],
+                velocity=Velocity.from_enu(float(table.x[k, 2]), float(table.x[k, 3])),
+                cov_m2=matrix2(table.P[k, :2, :2]),
+                last_report_time=time_at(float(table.last_report_t[k]), self.epoch),
+                members=tuple(PictureMember(node_id=n, track_id=tid) for n, tid in members),
+            )
+            for k, members in enumerate(table.members)
+        )
+
+    def _node_summaries(self) -> tuple[NodeSummary, ...]:
+        summaries = []
+        for node_id in sorted(self.node_states.keys() | self.positions.keys()):
+            state = self.node_states.get(node_id)
+            pli = self.positions.get(node_id)
+            position = None
+            if pli is not None and isinstance(pli.measurement, PositionMeasurement):
+                # Without the node's own plane metres: the picture's x_m/y_m are the centre's.
+                p = pli.measurement.position
+                position = GeoPoint(lat_deg=p.lat_deg, lon_deg=p.lon_deg, alt_m=p.alt_m)
+            summaries.append(
+                NodeSummary(
+                    node_id=node_id,
+                    status=None if state is None else state.status.value,
+                    state_time=None if state is None else state.time,
+                    position=position,
+                )
+            )
+        return tuple(summaries)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+
+def _json(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()
+
+
+# ------------------------------------------------------------------------------ entry point
+
+
+def load_with_broker(config_path: str | Path, broker: str | None) -> CentreConfig:
+    """The configuration at ``config_path``, with ``mqtt.url`` replaced by ``broker`` if given
+    (validated as in the file)."""
+    config = load_centre_config(config_path)
+    if broker is None:
+        return config
+    mqtt = MqttSettings.model_validate({**config.mqtt.model_dump(), "url": broker})
+    return config.model_copy(update={"mqtt": mqtt})
+
+
+async def serve_centre(config: CentreConfig) -> Centre:
+    """Run a centre until SIGINT or SIGTERM; returns it (for its counters)."""
+    centre = Centre(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, centre.stop)
+    try:
+        await centre.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(sig)
+    return centre
+
+
+def run_centre(config_path: str | Path, broker: str | None = None) -> int:
+    """Entry point of ``borderwatch centre --config FILE [--broker mqtt://HOST:PORT]``; exit
+    status 0 after a clean shutdown. Configuration errors raise
+    :class:`~borderwatch.errors.ConfigError` naming the file and line."""
+    config = load_with_broker(config_path, broker)
+    centre = asyncio.run(serve_centre(config))
+    log.info("centre %s: %s", config.centre_id, centre.stats)
+    return 0
+
+
+__all__ = [
+    "VERBS",
+    "AlertMember",
+    "Centre",
+    "CentreAlertEvent",
+    "CentreStats",
+    "CentreTopics",
+    "Inbound",
+    "NodeSummary",
+    "OperatorRequest",
+    "Picture",
+    "PictureMember",
+    "PictureTrack",
+    "Rejection",
+    "decode",
+    "run_centre",
+    "serve_centre",
+]
