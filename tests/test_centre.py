@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,20 @@ from borderwatch.schema import (
     new_msg_id,
 )
 from borderwatch.schema.reference import examples
-from tests.conftest import MosquittoBroker
+from tests.conftest import MosquittoBroker, _mosquitto_binary
+
+
+@pytest.fixture(scope="module")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker of this module's own: the centre subscribes to every track topic, and retained
+    tracks that other tests leave on the session's shared broker would join its picture."""
+    broker = MosquittoBroker(_mosquitto_binary(), tmp_path_factory.mktemp("centre-broker"))
+    broker.start()
+    try:
+        yield broker.url
+    finally:
+        broker.stop()
+
 
 #: Longest wait for something the broker or the centre must do, s (a bound, not a measure).
 WAIT_S = 20.0

@@ -394,3 +394,11 @@ def test_node_command_stops_cleanly_on_sigterm_and_records_offline(tmp_path: Pat
     states = [parse_message(line) for line in record.read_text().splitlines()]
     assert isinstance(states[-1], NodeState)
     assert states[-1].status.value == "offline"
+
+
+def test_example_node_configuration_validates() -> None:
+    path = Path(__file__).parent.parent / "config" / "nodes" / "patrol-boat.yaml"
+    config = load_node_config(path)
+    assert [d.type for d in config.devices] == ["gps", "ais", "radar", "gmp343"]
+    assert config.mqtt is not None
+    assert config.mqtt.outbox_path.is_absolute()

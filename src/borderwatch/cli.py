@@ -130,6 +130,12 @@ def _cmd_node(args: argparse.Namespace) -> int:
     return run_node(args.config, record=args.record, broker=args.broker)
 
 
+def _cmd_centre(args: argparse.Namespace) -> int:
+    from borderwatch.edge.centre import run_centre
+
+    return run_centre(args.config, broker=args.broker)
+
+
 def _cmd_validate_config(args: argparse.Namespace) -> int:
     from borderwatch.config.node import load_node_config
 
@@ -262,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--record", type=Path, default=None, help="append every published message to this file"
     )
     p.set_defaults(func=_cmd_node)
+
+    p = sub.add_parser("centre", help="run the control centre: fuse nodes' tracks, store alerts")
+    p.add_argument("--config", type=Path, required=True, help="centre configuration (YAML)")
+    p.add_argument(
+        "--broker", default=None, help="MQTT broker URL mqtt://HOST:PORT (overrides the config)"
+    )
+    p.set_defaults(func=_cmd_centre)
 
     p = sub.add_parser(
         "validate-config", help="check a node configuration file; errors name the bad line"
