@@ -674,3 +674,19 @@ async def test_boat_config_bridges_node_topics_and_commands_to_the_centre(
         assert Track.model_validate_json(kept).track_id == f"{NODE}:3"
     finally:
         boat.stop()
+
+
+async def test_co2_results_go_out_on_the_alert_topic_through_the_outbox(tmp_path: Path) -> None:
+    from borderwatch.schema.reference import examples
+
+    concealment = examples()["concealment"]
+    output = MqttOutput(settings_for("mqtt://127.0.0.1:1", tmp_path), NODE)
+    try:
+        await output.publish(concealment)
+        (item,) = output.outbox.peek(10)
+        assert item.topic == topics.alert()
+        assert not item.retain
+        assert item.msg_id == concealment.msg_id
+        assert parse_message(item.payload) == concealment
+    finally:
+        output.close()

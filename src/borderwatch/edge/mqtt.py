@@ -47,6 +47,7 @@ from borderwatch.edge.outbox import Outbox, OutboxItem, Pending
 from borderwatch.schema import (
     Alert,
     BorderKindName,
+    Concealment,
     Detection,
     Envelope,
     NodeState,
@@ -209,8 +210,9 @@ def _json(message: BaseModel) -> bytes:
     return message.model_dump_json().encode()
 
 
-def alert_publication(alert: Alert) -> Publication:
-    """An alert event, not retained: every event matters, not only the last."""
+def alert_publication(alert: Alert | Concealment) -> Publication:
+    """An alert event (a border alert or a CO2 inspection result), not retained: every event
+    matters, not only the last."""
     return Publication(topics.alert(), _json(alert), retain=False)
 
 
@@ -348,7 +350,7 @@ class MqttOutput:
         Never waits for the network. Detections other than the node's own position are not
         published (the ``det`` topics carry networked sensors' detections to the node).
         """
-        if isinstance(message, Alert):
+        if isinstance(message, Alert | Concealment):
             pub = alert_publication(message)
             self.outbox.put(self._pending(message, pub), durable=True)
             self._outbox_wake.set()
