@@ -34,11 +34,9 @@ centre's start, whole seconds, UTC); positions are metres in the deployment's lo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
-import signal
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
@@ -66,6 +64,7 @@ from borderwatch.edge.mqtt import (
     topic_level,
     topics,
 )
+from borderwatch.edge.signals import stop_on_signals
 from borderwatch.edge.store import AlertActionError, AsyncAlertStore, StoreError, UnknownAlertError
 from borderwatch.fusion.alertdedup import AlertDeduplicator, DedupResult, NodeAlert
 from borderwatch.fusion.outputs import AlertEvent
@@ -949,15 +948,8 @@ def load_with_broker(config_path: str | Path, broker: str | None) -> CentreConfi
 async def serve_centre(config: CentreConfig) -> Centre:
     """Run a centre until SIGINT or SIGTERM; returns it (for its counters)."""
     centre = Centre(config)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, centre.stop)
-    try:
+    with stop_on_signals(centre.stop):
         await centre.run()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError, RuntimeError):
-                loop.remove_signal_handler(sig)
     return centre
 
 

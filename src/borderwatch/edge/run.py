@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from pathlib import Path
 
 from borderwatch.config.node import load_node_config, with_broker
 from borderwatch.edge.node import Node, Output
 from borderwatch.edge.outputs import JsonLinesOutput
+from borderwatch.edge.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,10 @@ async def serve_node(
     node = Node(config, outputs)
     if node.mqtt is not None:
         log.info("publishing to %s", config.mqtt.url if config.mqtt else "")
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, node.stop)
     try:
-        await node.run()
+        with stop_on_signals(node.stop):
+            await node.run()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         if recorder is not None:
             recorder.close()
     return node
