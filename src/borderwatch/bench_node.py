@@ -144,7 +144,7 @@ def run_node_bench(
     duration = WARMUP_S + seconds
     scenario = Scenario.model_validate(load_scenario_document(duration + 5.0))
     sim = simulate(scenario)
-    streams = device_streams(sim, datetime.fromtimestamp(int(time.time()), UTC))
+    streams = device_streams(sim, datetime.now(UTC))
     with TemporaryDirectory(prefix="borderwatch-bench-node-") as tmp:
         out = Path(tmp)
         record = out / "record.jsonl"

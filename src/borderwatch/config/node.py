@@ -56,11 +56,18 @@ class FusionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scan_interval_s: float = Field(
-        default=0.2,
+        default=0.5,
         gt=0.0,
         le=10.0,
-        description="Seconds between tracker steps. Each step takes every detection received "
-        "since the previous one; the tracker's reorder window keeps them in time order.",
+        description="Longest time between tracker steps, s: without new detections the tracker "
+        "still steps this often (coasting, deletion, releases from the reorder window).",
+    )
+    min_step_interval_s: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=10.0,
+        description="Shortest time between tracker steps, s: detections that arrive meanwhile "
+        "(a radar's scan comes as a burst) are taken together in the next step.",
     )
     tracker: TrackerConfig = Field(
         default_factory=lambda: TrackerConfig(reorder_lag_s=1.0),

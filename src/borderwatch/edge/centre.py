@@ -680,8 +680,17 @@ class Centre:
 
     async def _flush_tracks(self) -> None:
         batch, self._pending_tracks = self._pending_tracks, []
-        if batch and self.store is not None:
-            self.stats.tracks_stored += await self.store.record_tracks(batch)
+        if not batch or self.store is None:
+            return
+        # The write runs in a worker thread and completes even when this task is cancelled
+        # (at shutdown): wait for it and count its rows before letting the cancellation on.
+        write = asyncio.ensure_future(self.store.record_tracks(batch))
+        try:
+            stored = await asyncio.shield(write)
+        except asyncio.CancelledError:
+            self.stats.tracks_stored += await write
+            raise
+        self.stats.tracks_stored += stored
 
     # ---------------------------------------------------------------------------- alerts
 

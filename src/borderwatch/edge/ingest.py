@@ -204,6 +204,10 @@ class SensorStage:
 
     # ------------------------------------------------------------------ outputs
 
+    def has_detections(self) -> bool:
+        """Whether detections are waiting for :meth:`take_detections`."""
+        return bool(self._batches or self._radar_pending)
+
     def take_detections(self) -> DetectionBatch:
         """Every detection made since the last call (radar bursts last)."""
         self._flush_radar()

@@ -6,7 +6,9 @@
                                  │
                        ingest task: SensorStage (nav, radar, AIS, CO2, networked sensors)
                                  │ detections
-                       fusion task: every scan_interval_s, Tracker.step in a worker thread
+                       fusion task: Tracker.step in a worker thread when detections arrive
+                                    (at most every min_step_interval_s, at least every
+                                    scan_interval_s)
                                  │ tracks, alerts, concealment events
                        outputs (log, JSON lines, MQTT ...)      health task: NodeState
 
@@ -147,6 +149,7 @@ class Node:
         self._last_tracks_t = -float("inf")
         self._last_pli_t = -float("inf")
         self._stop = asyncio.Event()
+        self._detections_ready = asyncio.Event()
         self.step_seconds: list[float] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -213,12 +216,23 @@ class Node:
             reading = await self.queue.get()
             self.stage.handle(reading)
             self._drain()
+            if self.stage.has_detections():
+                self._detections_ready.set()
 
     async def _fusion(self) -> None:
-        interval = self.config.fusion.scan_interval_s
+        """Step the tracker soon after detections arrive (at most every min_step_interval_s,
+        so a burst is taken whole) and at least every scan_interval_s (coasting, deletions
+        and the reorder window's releases go on without new data)."""
+        settings = self.config.fusion
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settings.scan_interval_s):
+                    await self._detections_ready.wait()
+            self._detections_ready.clear()
+            started = loop.time()
             await self._step()
+            await asyncio.sleep(max(0.0, settings.min_step_interval_s - (loop.time() - started)))
 
     async def _step(self) -> None:
         t = self.stage.time_of(self.clock())

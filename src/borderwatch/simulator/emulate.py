@@ -511,7 +511,9 @@ def serve_scenario(
     if not speed > 0:
         raise ConfigError(f"--speed must be positive, got {speed:g}")
     sim = simulate(scenario, seed=seed)
-    start_utc = scenario.start_utc or datetime.now(UTC).replace(microsecond=0)
+    # Device clocks agree with this machine's from the first byte: a node reading the devices
+    # stamps their AIS reports (whose UTC second it trusts) on the same time axis.
+    start_utc = scenario.start_utc or datetime.now(UTC)
     streams = device_streams(sim, start_utc)
     until = scenario.duration_s if duration_s is None else min(duration_s, scenario.duration_s)
     info = {"scenario": scenario.name, "seed": sim.seed, "start_utc": start_utc.isoformat()}
