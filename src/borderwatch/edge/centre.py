@@ -34,6 +34,7 @@ centre's start, whole seconds, UTC); positions are metres in the deployment's lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -433,8 +434,10 @@ class Centre:
                     tasks.create_task(self._link(), name="centre-link"),
                     tasks.create_task(self._process(), name="centre-process"),
                     tasks.create_task(self._pictures(), name="centre-picture"),
-                    tasks.create_task(self._histories(), name="centre-history"),
                 ]
+                # The history writer is not cancelled: it ends at the stop, after its write, so
+                # a batch in flight is neither lost nor left uncounted.
+                tasks.create_task(self._histories(), name="centre-history")
                 await self._stop.wait()
                 for runner in runners:
                     runner.cancel()
@@ -670,8 +673,10 @@ class Centre:
             await self._flush_tracks()
 
     async def _histories(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.store.track_batch_s)
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.store.track_batch_s):
+                    await self._stop.wait()
             try:
                 await self._flush_tracks()
             except StoreError as exc:
@@ -682,15 +687,7 @@ class Centre:
         batch, self._pending_tracks = self._pending_tracks, []
         if not batch or self.store is None:
             return
-        # The write runs in a worker thread and completes even when this task is cancelled
-        # (at shutdown): wait for it and count its rows before letting the cancellation on.
-        write = asyncio.ensure_future(self.store.record_tracks(batch))
-        try:
-            stored = await asyncio.shield(write)
-        except asyncio.CancelledError:
-            self.stats.tracks_stored += await write
-            raise
-        self.stats.tracks_stored += stored
+        self.stats.tracks_stored += await self.store.record_tracks(batch)
 
     # ---------------------------------------------------------------------------- alerts
 
