@@ -402,3 +402,34 @@ def test_example_node_configuration_validates() -> None:
     assert [d.type for d in config.devices] == ["gps", "ais", "radar", "gmp343"]
     assert config.mqtt is not None
     assert config.mqtt.outbox_path.is_absolute()
+
+
+async def test_a_reading_the_stage_cannot_handle_is_counted_and_the_node_goes_on() -> None:
+    from borderwatch.drivers.base import Reading
+    from borderwatch.sensors.base import Accepted
+
+    config = NodeConfig.model_validate(
+        {
+            "node_id": "boat-9",
+            "frame": {"lat_deg": 44.0, "lon_deg": 19.0},
+            "devices": [{"type": "gmp343", "sensor_id": "probe", "url": "loop://"}],
+            "health": {"interval_s": 0.05},
+        }
+    )
+    collector = Collector()
+    node = Node(config, [collector])
+    await node.command("co2_start", {"sensor_id": "probe", "vehicle_id": "MSCU 1"})
+    now = time.time()
+    # A driver hands over what no parser produces (a CO2 reading that is not a number) ...
+    node._on_reading(Reading("probe", now, Accepted("gmp343", {"kind": "co2", "ppm": "n/a"})))
+    # ... and then a good reading.
+    node._on_reading(
+        Reading("probe", now + 0.01, Accepted("gmp343", {"kind": "co2", "ppm": 421.0}))
+    )
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(node.run())
+        await asyncio.sleep(0.3)
+        node.stop()
+    assert node.errors["ingest"] == 1
+    assert node.stage.counters["probe"].messages == 2
+    assert collector.of(NodeState)[-1].error_counts["ingest"] == 1

@@ -201,6 +201,13 @@ class Node:
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("readings queue full: %d readings dropped so far", self.dropped)
 
+    def _handle(self, reading: Reading) -> None:
+        try:
+            self.stage.handle(reading)
+        except Exception:  # a reading the stage did not foresee must not stop the node
+            self.errors["ingest"] += 1
+            log.exception("reading from %s could not be handled; dropped", reading.sensor_id)
+
     def _drain(self) -> int:
         n = 0
         while True:
@@ -208,13 +215,12 @@ class Node:
                 reading = self.queue.get_nowait()
             except asyncio.QueueEmpty:
                 return n
-            self.stage.handle(reading)
+            self._handle(reading)
             n += 1
 
     async def _ingest(self) -> None:
         while True:
-            reading = await self.queue.get()
-            self.stage.handle(reading)
+            self._handle(await self.queue.get())
             self._drain()
             if self.stage.has_detections():
                 self._detections_ready.set()
@@ -231,7 +237,11 @@ class Node:
                     await self._detections_ready.wait()
             self._detections_ready.clear()
             started = loop.time()
-            await self._step()
+            try:
+                await self._step()
+            except Exception:  # counted and logged; the next step starts afresh
+                self.errors["fusion"] += 1
+                log.exception("tracker step failed; its detections are dropped")
             await asyncio.sleep(max(0.0, settings.min_step_interval_s - (loop.time() - started)))
 
     async def _step(self) -> None:
