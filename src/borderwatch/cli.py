@@ -95,6 +95,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from borderwatch.bench_node import run_node_bench
 
         result = run_node_bench(args.seconds, progress=lambda msg: log.info("bench: %s", msg))
+    elif args.suite == "e2e":
+        from borderwatch.bench_e2e import run_e2e_bench
+
+        result = run_e2e_bench(
+            max(args.targets),
+            args.seconds,
+            args.broker,
+            seed=args.seed,
+            progress=lambda msg: log.info("bench: %s", msg),
+        )
     else:
         result = run_bench(
             targets=args.targets,
@@ -218,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "suite",
         nargs="?",
         default="tracker",
-        choices=["tracker", "parsers", "node"],
+        choices=["tracker", "parsers", "node", "e2e"],
         help="what to measure (default: %(default)s)",
     )
     p.add_argument(
@@ -230,7 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scans", type=int, default=120, help="scans (1 Hz) per run")
     p.add_argument(
-        "--seconds", type=float, default=60.0, help="node: measuring time after warm-up, s"
+        "--seconds",
+        type=float,
+        default=60.0,
+        help="node: measuring time after warm-up; e2e: load duration, s",
+    )
+    p.add_argument(
+        "--broker",
+        default=None,
+        help="e2e: broker URL mqtt://HOST:PORT (default: start one on loopback)",
     )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
