@@ -67,6 +67,8 @@ from borderwatch.schema.convert import time_at
 
 log = logging.getLogger(__name__)
 
+#: How long a stopping node lets its MQTT output send what is waiting, s.
+OUTBOX_DRAIN_S = 2.0
 #: Operator commands a node answers (``borderwatch/v1/node/<id>/cmd/<verb>``).
 COMMAND_VERBS = ("state", "co2_start", "co2_mark", "co2_finish")
 
@@ -150,6 +152,7 @@ class Node:
         self._last_pli_t = -float("inf")
         self._stop = asyncio.Event()
         self._detections_ready = asyncio.Event()
+        self._flushed = False
         self.step_seconds: list[float] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -173,19 +176,39 @@ class Node:
                 runners.append(tasks.create_task(self._ingest(), name="ingest"))
                 runners.append(tasks.create_task(self._fusion(), name="fusion"))
                 runners.append(tasks.create_task(self._health(), name="health"))
-                if self.mqtt is not None:
-                    runners.append(tasks.create_task(self.mqtt.run(), name="mqtt"))
+                mqtt = (
+                    tasks.create_task(self.mqtt.run(), name="mqtt")
+                    if self.mqtt is not None
+                    else None
+                )
                 await self._stop.wait()
                 for runner in runners:
                     runner.cancel()
+                # The last step's alerts and the offline state go out while the link is up;
+                # what the broker does not take in time stays in the outbox for the next start.
+                await asyncio.gather(*runners, return_exceptions=True)
+                await self._flush_final()
+                if mqtt is not None:
+                    await self._drain_outbox()
+                    mqtt.cancel()
         finally:
-            await self._flush_final()
+            if not self._flushed:  # cancelled rather than stopped: still record the end
+                await self._flush_final()
             if self.mqtt is not None:
                 self.mqtt.close()
             log.info("node %s stopped", self.config.node_id)
 
+    async def _drain_outbox(self) -> None:
+        """Wait up to ``OUTBOX_DRAIN_S`` for the MQTT output to send what is waiting."""
+        assert self.mqtt is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + OUTBOX_DRAIN_S
+        while self.mqtt.connected and self.mqtt.backlog()[0] and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+
     async def _flush_final(self) -> None:
         """Process what is still queued and publish the last state as offline."""
+        self._flushed = True
         with contextlib.suppress(Exception):
             self._drain()
             await self._step()
