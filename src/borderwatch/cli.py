@@ -21,6 +21,7 @@ from borderwatch.errors import BorderwatchError, InputError
 log = logging.getLogger("borderwatch")
 
 DEFAULT_DEMO_SCENARIO = "green-night-patrol"
+DEFAULT_EXERCISE_SCENARIO = "joint-patrol-exercise"
 DEFAULT_DEVICES_DIR = Path("build/devices")
 
 
@@ -122,9 +123,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from borderwatch.demo import run_demo
+    if args.single:
+        from borderwatch.demo import run_demo
 
-    return run_demo(args.scenario, args.out, seed=args.seed)
+        return run_demo(args.scenario or DEFAULT_DEMO_SCENARIO, args.out, seed=args.seed)
+    from borderwatch.exercise import run_exercise
+
+    if not args.verbose:
+        # Nodes and centre log every connection and alert; the exercise prints its own console.
+        logging.getLogger("borderwatch.edge").setLevel(logging.ERROR)
+        logging.getLogger("borderwatch.drivers").setLevel(logging.ERROR)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    run_exercise(
+        args.scenario or DEFAULT_EXERCISE_SCENARIO,
+        args.out,
+        speed=args.speed,
+        seed=args.seed,
+        broker_url=args.broker,
+        duration_s=args.duration,
+    )
+    return 0
 
 
 def _cmd_parse(args: argparse.Namespace) -> int:
@@ -255,11 +273,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed-only", action="store_true", help="skip the tracking-quality scenarios")
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("demo", help="simulate, track and score a scenario end to end")
+    p = sub.add_parser(
+        "demo",
+        help="a simulated joint patrol: two boat nodes, a mobile unit and a centre over MQTT",
+    )
     p.add_argument(
         "--scenario",
-        default=DEFAULT_DEMO_SCENARIO,
-        help="scenario file or shipped scenario name (default: %(default)s)",
+        default=None,
+        help=f"scenario file or shipped scenario name (default: {DEFAULT_EXERCISE_SCENARIO}; "
+        f"with --single: {DEFAULT_DEMO_SCENARIO})",
+    )
+    p.add_argument(
+        "--single",
+        action="store_true",
+        help="one in-memory tracker over all sensors, no broker (the fusion core alone)",
+    )
+    p.add_argument(
+        "--speed", type=float, default=10.0, help="scenario seconds per wall second (exercise)"
+    )
+    p.add_argument(
+        "--broker", default=None, help="use this MQTT broker instead of starting one (exercise)"
+    )
+    p.add_argument(
+        "--duration", type=float, default=None, help="run only the first S scenario seconds"
     )
     p.add_argument("--out", type=Path, default=Path("build/demo"), help="output directory")
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
