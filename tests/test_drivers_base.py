@@ -30,7 +30,7 @@ from borderwatch.drivers.registry import DRIVER_PATHS, driver_class, make_driver
 from borderwatch.schema import Detection
 from borderwatch.schema.reference import examples, generated_blocks, render_docs
 from borderwatch.sensors.base import Accepted, Rejected
-from borderwatch.sensors.jsondet import MAX_PAYLOAD_BYTES, JsonDetectionParser
+from borderwatch.sensors.jsondet import MAX_ITEMS, MAX_PAYLOAD_BYTES, JsonDetectionParser
 
 DOCS = Path(__file__).parents[1] / "docs" / "drivers.md"
 DEVICES: TypeAdapter[AnyDevice] = TypeAdapter(DeviceConfig)
@@ -269,7 +269,8 @@ def test_json_detection_accepted() -> None:
         (b"", "malformed", "not JSON"),
         (b"{not json", "malformed", "not JSON"),
         (b"\xff\xfe{}", "malformed", "not JSON"),
-        (b"[1, 2]", "malformed", "list"),
+        (b"[1, 2", "malformed", "not JSON"),
+        (b"[1] 2", "malformed", "not JSON"),
         (b'"detection"', "malformed", "str"),
         (_payload(schema_version="2"), "schema", "unsupported schema_version"),
         (_payload(schema_version="1.1"), "schema", "major version only"),
@@ -286,6 +287,54 @@ def test_json_detection_rejected(payload: bytes, reason: str, detail: str) -> No
     assert detail in item.detail
 
 
+def _array(*items: Any) -> bytes:
+    return json.dumps(list(items)).encode()
+
+
+def test_json_detection_array_is_one_item_in_order() -> None:
+    first = examples()["detection-bearing-only"]
+    second = examples()["detection-position"]
+    parser = JsonDetectionParser()
+    (item,) = parser.feed(_array(*(m.model_dump(mode="json") for m in (first, second, first))))
+    assert isinstance(item, Accepted)
+    assert (item.key, item.data["kind"], item.line) == ("detections", "detection", 1)
+    assert item.data["messages"] == [first, second, first]
+    assert parser.feed(b" [ ] ") == []  # an empty scan is no error
+    assert parser.feed(_payload())[0].line == 3
+
+
+def test_json_detection_array_rejects_bad_items_one_by_one() -> None:
+    good = json.loads(_payload())
+    no_version = dict(good)
+    del no_version["schema_version"]
+    items = JsonDetectionParser().feed(
+        _array(good, 7, {**good, "type": "track"}, no_version, {**good, "extra": 1}, good)
+    )
+    rejected = [i for i in items if isinstance(i, Rejected)]
+    assert [(r.reason, r.detail.split(":")[0]) for r in rejected] == [
+        ("malformed", "item 1"),
+        ("schema", "item 2"),
+        ("schema", "item 3"),
+        ("schema", "item 4"),
+    ]
+    assert "extra" in rejected[3].detail
+    (accepted,) = [i for i in items if isinstance(i, Accepted)]
+    assert accepted.data["messages"] == [examples()["detection-bearing-only"]] * 2
+
+
+def test_json_detection_array_limits() -> None:
+    good = json.loads(_payload())
+    (item,) = JsonDetectionParser().feed(_array(*[good] * (MAX_ITEMS + 1)))
+    assert isinstance(item, Rejected)
+    assert (item.reason, item.detail) == ("oversized", f"{MAX_ITEMS + 1} items > {MAX_ITEMS}")
+    (item,) = JsonDetectionParser().feed(_array(*[0] * (MAX_ITEMS + 1)))
+    assert isinstance(item, Rejected)
+    assert item.reason == "oversized"
+    (item,) = JsonDetectionParser().feed(b"[" + b" " * MAX_PAYLOAD_BYTES + b"]")
+    assert isinstance(item, Rejected)
+    assert item.reason == "oversized"
+
+
 def test_json_detection_without_schema_version_is_refused() -> None:
     data = json.loads(_payload())
     del data["schema_version"]
@@ -297,10 +346,12 @@ def test_json_detection_without_schema_version_is_refused() -> None:
 @given(st.lists(st.binary(max_size=300), max_size=8))
 def test_json_detection_parser_takes_any_bytes(payloads: list[bytes]) -> None:
     parser = JsonDetectionParser()
-    items = [item for p in payloads for item in parser.feed(p)]
-    assert len(items) == len(payloads)
-    assert [i.line for i in items] == list(range(1, len(payloads) + 1))
-    assert all(isinstance(i, Rejected) for i in items)
+    per_payload = [parser.feed(p) for p in payloads]
+    for line, (payload, items) in enumerate(zip(payloads, per_payload, strict=True), start=1):
+        assert all(isinstance(i, Rejected) and i.line == line for i in items)
+        # Only an array can be rejected item by item (an empty one gives nothing).
+        if not payload.lstrip().startswith(b"["):
+            assert len(items) == 1
 
 
 def test_docs_detection_examples_are_generated_and_valid() -> None:

@@ -6,8 +6,12 @@ import json
 from typing import Any
 
 import aiomqtt
+import pytest
 
+from borderwatch.config.devices import parse_device_url
+from borderwatch.drivers import mqtt as mqtt_transport
 from borderwatch.drivers.registry import make_driver
+from borderwatch.drivers.transport import TransportSettings
 from borderwatch.schema import Detection
 from borderwatch.schema.reference import examples
 from borderwatch.sensors.jsondet import MAX_PAYLOAD_BYTES
@@ -102,3 +106,39 @@ async def test_broker_restart_reconnects(mosquitto_broker: MosquittoBroker) -> N
     assert (down.status, down.connected, down.disconnects) == ("fault", False, 1)
     assert down.rejected["disconnected"] == 1
     assert (up.status, up.connected, up.messages) == ("ok", True, 2)
+
+
+async def test_a_scan_as_one_array_payload(mosquitto: str) -> None:
+    sink = Collector()
+    driver = detections_driver(mosquitto, sink)
+    scan = [json.loads(_example(n)) for n in ("detection-position", "detection-bearing-only")]
+    bad = {**scan[0], "extra": 1}
+    async with running(driver):
+        await wait_until(lambda: driver.health().connected, "subscribed")
+        await publish(mosquitto, TOPIC, json.dumps([scan[0], bad, scan[1]]).encode())
+        await wait_until(lambda: driver.health().messages + driver.health().errors == 2, "both")
+        health = driver.health()
+    (reading,) = sink.readings
+    assert [m.msg_id for m in reading.item.data["messages"]] == [
+        examples()["detection-position"].msg_id,
+        examples()["detection-bearing-only"].msg_id,
+    ]
+    assert (health.accepted, health.rejected) == ({"detections": 1}, {"schema": 1})
+
+
+async def test_client_queue_overflow_is_counted(
+    mosquitto: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mqtt_transport, "MQTT_QUEUE_SIZE", 2)
+    endpoint = parse_device_url(f"{mosquitto}/{TOPIC}")
+    transport = await mqtt_transport.MqttTransport.open(
+        endpoint, TransportSettings(baudrate=0, name="thermal-1")
+    )
+    try:
+        # Nobody reads: the first two wait in the queue, the other eight overflow it.
+        payloads = [_example("detection-position")] * 10
+        await publish(mosquitto, TOPIC, *payloads)
+        await wait_until(lambda: transport.dropped == 8, "eight dropped")
+        assert [await transport.read() for _ in range(2)] == payloads[:2]
+    finally:
+        await transport.aclose()

@@ -433,3 +433,36 @@ async def test_a_reading_the_stage_cannot_handle_is_counted_and_the_node_goes_on
     assert node.errors["ingest"] == 1
     assert node.stage.counters["probe"].messages == 2
     assert collector.of(NodeState)[-1].error_counts["ingest"] == 1
+
+
+def test_a_networked_scan_is_one_batch_and_stray_sensors_are_counted_each() -> None:
+    from borderwatch.drivers.base import Reading
+    from borderwatch.edge.ingest import SensorStage
+    from borderwatch.schema.reference import examples
+    from borderwatch.sensors.jsondet import JsonDetectionParser
+
+    config = NodeConfig.model_validate(
+        {
+            "node_id": "boat-2",
+            "frame": {"lat_deg": 42.2, "lon_deg": 19.2},
+            "devices": [
+                {
+                    "type": "mqtt_detections",
+                    "sensor_id": "thermal-1",
+                    "url": "mqtt://127.0.0.1:1883/t",
+                }
+            ],
+        }
+    )
+    mine = examples()["detection-bearing-only"]
+    stray = examples()["detection-position"]  # claims sensor ais-1
+    epoch = datetime(2025, 6, 14, 1, 12, tzinfo=UTC)
+    stage = SensorStage(config, LocalFrame(42.2, 19.2), epoch)
+    payload = json.dumps([m.model_dump(mode="json") for m in (mine, stray, mine)]).encode()
+    (item,) = JsonDetectionParser().feed(payload)
+    stage.handle(Reading("thermal-1", epoch.timestamp() + 31.0, item))
+    batch = stage.take_detections()
+    counters = stage.counters["thermal-1"]
+    assert (counters.messages, counters.detections, len(batch)) == (1, 2, 2)
+    assert counters.skipped == {"unknown_sensor": 1}
+    np.testing.assert_allclose(batch.t, [30.8, 30.8])

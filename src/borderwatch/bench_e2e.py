@@ -10,8 +10,9 @@ Four parties share one MQTT broker on the loopback interface::
   rest walk away from it. Each target is detected once a second (position, σ = 5 m); the
   targets are split into :data:`BURSTS_PER_S` bursts a second, like a sensor sweeping its
   field of view. Every detection of a burst is stamped with the burst's scheduled publish time
-  (wall clock, UTC) and published as one JSON Detection message to the node's
-  ``mqtt_detections`` topic (``borderwatch/v1/node/<node>/sensor/<sensor>/det``).
+  (wall clock, UTC) and the burst is published as one MQTT message, a JSON array of Detection
+  messages (a networked sensor's scan), to the node's ``mqtt_detections`` topic
+  (``borderwatch/v1/node/<node>/sensor/<sensor>/det``).
 * The **node** runs :class:`~borderwatch.edge.node.Node` as in the field: MQTT detections
   driver, sensor stage, tracker (``reorder_lag_s = 0``: nothing here is stamped late, unlike
   AIS fix times), MQTT output through its SQLite outbox.
@@ -55,6 +56,7 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 import numpy as np
+from pydantic import TypeAdapter
 
 from borderwatch import __version__
 from borderwatch.config.centre import CentreConfig, CentreStoreSettings
@@ -70,12 +72,21 @@ from borderwatch.edge.outbox import Outbox
 from borderwatch.errors import BorderwatchError
 from borderwatch.fusion.borders import Border, BorderKind
 from borderwatch.fusion.detections import DetectionBatch, FloatArray, IntArray, TargetClass
-from borderwatch.schema import Alert, Envelope, Publisher, batch_to_detections, parse_message
+from borderwatch.schema import (
+    Alert,
+    Detection,
+    Envelope,
+    Publisher,
+    batch_to_detections,
+    parse_message,
+)
 
 log = logging.getLogger(__name__)
 
 NODE_ID: Final = "bench-node"
 SENSOR_ID: Final = "bench-det"
+#: Encoder of a burst: one JSON array of Detection messages.
+DETECTION_LIST: Final = TypeAdapter(list[Detection])
 CENTRE_ID: Final = "bench-centre"
 #: Deployment origin (WGS-84): the Drina near Zvornik; any origin would do.
 ORIGIN: Final = FrameSettings(lat_deg=44.387, lon_deg=19.104, alt_m=150.0)
@@ -199,8 +210,8 @@ class BurstMaker:
         slots = np.arange(len(load)) % BURSTS_PER_S
         self._members = [np.flatnonzero(slots == k) for k in range(BURSTS_PER_S)]
 
-    def burst(self, k: int) -> tuple[datetime, list[bytes]]:
-        """The stamp (scheduled time) and payloads of burst ``k`` (at ``k / BURSTS_PER_S`` s)."""
+    def burst(self, k: int) -> tuple[datetime, list[Detection]]:
+        """The stamp (scheduled time) and detections of burst ``k`` (at ``k / BURSTS_PER_S`` s)."""
         t = k / BURSTS_PER_S
         index = self._members[k % BURSTS_PER_S]
         xy = self.load.positions(t, index) + self.rng.normal(0.0, SIGMA_M, (index.size, 2))
@@ -213,7 +224,7 @@ class BurstMaker:
         )
         messages = batch_to_detections(batch, self.publisher)
         stamp = messages[0].time if messages else self.publisher.epoch
-        return stamp, [m.model_dump_json().encode() for m in messages]
+        return stamp, messages
 
 
 # ---------------------------------------------------------------------------------- broker
@@ -366,7 +377,8 @@ async def _node_party(config: NodeConfig, conn: Connection) -> dict[str, Any]:
         **marks,
         "alerts_raised": counter.alerts,
         "alerts_pending": pending,
-        "received": health.messages + health.errors,
+        # Detections that reached the parser: one payload carries a whole burst.
+        "received": stage.detections + sum(stage.skipped.values()) + health.errors,
         "parser_rejected": health.errors,
         "stage_skipped": sum(stage.skipped.values()),
         "queue_dropped": node.dropped,
@@ -431,13 +443,14 @@ async def _generate(broker: str, maker: BurstMaker, bursts: int, late_s: list[fl
     async with _client(broker, "sensor") as client:
         for k in range(bursts):
             # Built before its slot, so the stamp is the time the burst starts going out.
-            _stamp, payloads = maker.burst(k)
+            _stamp, messages = maker.burst(k)
+            payload = DETECTION_LIST.dump_json(messages)
             due = maker.start + k / BURSTS_PER_S
             await asyncio.sleep(max(0.0, due - time.time()))
             late_s.append(time.time() - due)
-            for payload in payloads:
-                await client.publish(topic, payload, qos=0)
-            published += len(payloads)
+            # One scan, one message: the form a networked sensor should use (docs/drivers.md).
+            await client.publish(topic, payload, qos=0)
+            published += len(messages)
     return published
 
 

@@ -19,10 +19,30 @@ import aiomqtt
 from borderwatch.config.devices import DeviceUrl
 from borderwatch.drivers.transport import Transport, TransportError, TransportSettings
 
-#: Messages aiomqtt holds for the reader at most (it drops newer ones when full).
-MQTT_QUEUE_SIZE = 1024
+#: Messages aiomqtt holds for the reader at most; newer ones are dropped when it is full, and
+#: counted in the driver's health (``overflow``). A networked sensor publishes a scan as one
+#: message, so this is several seconds of any real sensor; it bounds memory at a few MiB.
+MQTT_QUEUE_SIZE = 4096
 #: Keep-alive interval, s: a silent broker connection is declared dead after 1.5 times this.
 KEEPALIVE_S = 15
+
+
+def _counting_queue(transport: list[Transport]) -> type[asyncio.Queue[aiomqtt.Message]]:
+    """A queue class for aiomqtt that counts, in ``transport[0].dropped``, what it refuses.
+
+    aiomqtt logs each message it drops and counts none; this queue swallows the overflow (so
+    nothing is logged once per message while the reader is behind) and counts it instead, for
+    the driver's health.
+    """
+
+    class CountingQueue(asyncio.Queue[aiomqtt.Message]):
+        def put_nowait(self, item: aiomqtt.Message) -> None:
+            if self.full() and transport:
+                transport[0].dropped += 1
+                return
+            super().put_nowait(item)
+
+    return CountingQueue
 
 
 class MqttTransport(Transport):
@@ -45,6 +65,8 @@ class MqttTransport(Transport):
 
     @classmethod
     async def open(cls, endpoint: DeviceUrl, settings: TransportSettings) -> Self:
+        # The transport is made after the client; the queue finds it here.
+        made: list[Transport] = []
         client = aiomqtt.Client(
             endpoint.host,
             endpoint.port,
@@ -53,6 +75,7 @@ class MqttTransport(Transport):
             timeout=settings.open_timeout_s,
             keepalive=KEEPALIVE_S,
             max_queued_incoming_messages=MQTT_QUEUE_SIZE,
+            queue_type=_counting_queue(made),
         )
         stack = contextlib.AsyncExitStack()
 
@@ -66,7 +89,9 @@ class MqttTransport(Transport):
         except (aiomqtt.MqttError, TimeoutError) as exc:
             await _close_quietly(stack)
             raise TransportError("open_failed", f"{endpoint.url}: {exc or 'timed out'}") from exc
-        return cls(client, stack, aiter(client.messages), endpoint.url)
+        transport = cls(client, stack, aiter(client.messages), endpoint.url)
+        made.append(transport)
+        return transport
 
     async def read(self) -> bytes:
         try:

@@ -182,21 +182,29 @@ class SensorStage:
         return self._add(sensor_id, batch, skipped)
 
     def _networked(self, sensor_id: str, data: dict[str, Any]) -> str | None:
-        message = data.get("message")
-        if not isinstance(message, Detection):
+        # One payload (a single detection or a sensor's whole scan) is one conversion.
+        messages = data.get("messages")
+        if messages is None:
+            messages = [data.get("message")]
+        if not isinstance(messages, list) or not all(isinstance(m, Detection) for m in messages):
             return "malformed"
-        claimed = message.provenance.sensor_ids[0]
-        if claimed != sensor_id:
+        mine = [m for m in messages if m.provenance.sensor_ids[0] == sensor_id]
+        if len(mine) < len(messages):
+            stray = next(m for m in messages if m.provenance.sensor_ids[0] != sensor_id)
             log.error(
-                "detection %s on sensor %r's topic claims sensor %r; refused",
-                message.msg_id,
+                "%d detections (e.g. %s) on sensor %r's topic claim another sensor (%r); refused",
+                len(messages) - len(mine),
+                stray.msg_id,
                 sensor_id,
-                claimed,
+                stray.provenance.sensor_ids[0],
             )
-            return "unknown_sensor"
+            # Counted per detection, as the scan's good ones are.
+            self.counters[sensor_id].skipped["unknown_sensor"] += len(messages) - len(mine)
+        if not mine:
+            return None
         try:
             batch = detections_to_batch(
-                [message], self.frame, {sensor_id: self.sensor_index[sensor_id]}, self.epoch
+                mine, self.frame, {sensor_id: self.sensor_index[sensor_id]}, self.epoch
             )
         except DetectionRejectedError as exc:
             return exc.reason
