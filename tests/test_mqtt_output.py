@@ -690,3 +690,24 @@ async def test_co2_results_go_out_on_the_alert_topic_through_the_outbox(tmp_path
         assert parse_message(item.payload) == concealment
     finally:
         output.close()
+
+
+async def test_a_step_of_track_summaries_goes_into_the_outbox_together(tmp_path: Path) -> None:
+    output = MqttOutput(settings_for("mqtt://127.0.0.1:1", tmp_path), NODE)
+    try:
+        await output.publish(alert(1))
+        await output.publish_tracks([track(1, hits=1), track(2, hits=1)])
+        await output.publish_tracks([])
+        await output.publish_tracks([track(2, hits=2), track(3, hits=2)])
+        items = output.outbox.peek(10)
+        assert items[0].topic == topics.alert()  # the alert stays first
+        summaries = [Track.model_validate_json(i.payload) for i in items[1:]]
+        # Track 2's first summary was replaced by its second, as one put each would do.
+        assert [(t.track_id, t.hits) for t in summaries] == [
+            (f"{NODE}:1", 1),
+            (f"{NODE}:2", 2),
+            (f"{NODE}:3", 2),
+        ]
+        assert [i.topic for i in items[1:]] == [topics.track("blue", t.track_id) for t in summaries]
+    finally:
+        output.close()

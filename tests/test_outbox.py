@@ -92,6 +92,47 @@ def test_alerts_are_never_coalesced(tmp_path: Path) -> None:
         assert len(box) == 60
 
 
+def test_a_step_of_tracks_in_one_transaction_is_what_one_put_each_would_be(
+    tmp_path: Path,
+) -> None:
+    one_by_one, together = tmp_path / "a.sqlite3", tmp_path / "b.sqlite3"
+    first = [(f"boat-1:{k}", [pending(k, f"track/{k}")]) for k in range(8)]
+    # The second step: track 3 twice over two topics, a new track, and one already waiting.
+    second = [
+        ("boat-1:3", [pending(20, "track/3"), pending(21, "track/3/x")]),
+        ("boat-1:9", [pending(22, "track/9")]),
+        ("boat-1:0", [pending(23, "track/0")]),
+    ]
+    with Outbox(one_by_one, max_keyed_rows=6) as box:
+        put_alerts(box, range(100, 102))
+        for step in (first, second):
+            for key, rows in step:
+                box.put(rows, coalesce_key=key, durable=False)
+        expected = payloads(box.peek(100)), len(box), box.stats
+    with Outbox(together, max_keyed_rows=6) as box:
+        put_alerts(box, range(100, 102))
+        for step in (first, second):
+            box.put_groups(step, durable=False)
+        assert (payloads(box.peek(100)), len(box), box.stats) == expected
+        # Alerts first and kept; the bound counted and only tracks dropped.
+        assert payloads(box.peek(2)) == [b'{"n": 100}', b'{"n": 101}']
+        assert box.stats.dropped > 0
+    with Outbox(together) as box:  # the counts kept in memory agree with the file
+        assert len(box) == expected[1]
+
+
+def test_acknowledgements_of_a_window_in_one_transaction(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.sqlite3") as box:
+        put_alerts(box, range(5))
+        box.put(pending(9, "track/a"), coalesce_key="boat-1:1", durable=False)
+        window = box.peek(6)
+        box.put(pending(10, "track/a"), coalesce_key="boat-1:1", durable=False)  # replaces
+        box.ack_many([window[3], window[0], window[5]])  # the replaced row: a no-op
+        box.ack_many([])
+        assert payloads(box.peek(10)) == [b'{"n": 1}', b'{"n": 2}', b'{"n": 4}', b'{"n": 10}']
+        assert (len(box), box.stats.acked) == (4, 2)
+
+
 def test_track_bound_drops_the_oldest_summaries(tmp_path: Path) -> None:
     with Outbox(tmp_path / "o.sqlite3", max_keyed_rows=10) as box:
         for k in range(15):

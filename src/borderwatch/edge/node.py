@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from borderwatch import __version__
 from borderwatch.config.node import NodeConfig
@@ -80,6 +80,14 @@ class Output(Protocol):
 
     async def publish(self, message: Envelope) -> None:
         """Send or store one message; raising is logged and counted, never fatal."""
+
+
+@runtime_checkable
+class TrackBatchOutput(Output, Protocol):
+    """An output that stores a tracker step's track summaries together (one transaction)."""
+
+    async def publish_tracks(self, tracks: Sequence[Track]) -> None:
+        """Send or store the summaries; raising is logged and counted, never fatal."""
 
 
 class Node:
@@ -280,8 +288,7 @@ class Node:
         if result.tables and result.tracks.t - self._last_tracks_t >= self.track_interval_s:
             self._last_tracks_t = result.tracks.t
             tracks = tracks_from_table(result.tracks, self.publisher, vessels=self.stage.ais.lookup)
-            for track in tracks:
-                await self._publish(track)
+            await self._publish_tracks(tracks)
         if t - self._last_pli_t >= self.track_interval_s:
             self._last_pli_t = t
             await self._pli(t)
@@ -364,6 +371,21 @@ class Node:
                 log.error("output %s failed on %s: %s", output.name, message.type, exc)
             else:
                 self.published += 1
+
+    async def _publish_tracks(self, tracks: list[Track]) -> None:
+        """A step's track summaries: in one call to an output that takes them together."""
+        for output in self.outputs:
+            try:
+                if isinstance(output, TrackBatchOutput):
+                    await output.publish_tracks(tracks)
+                else:
+                    for track in tracks:
+                        await output.publish(track)
+            except Exception as exc:  # an output must never take the node down
+                self.errors[f"output_{output.name}"] += 1
+                log.error("output %s failed on %d tracks: %s", output.name, len(tracks), exc)
+            else:
+                self.published += len(tracks)
 
     async def _health(self) -> None:
         while True:

@@ -41,7 +41,7 @@ import re
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -167,47 +167,66 @@ class Outbox:
         carries the key. ``durable`` commits with ``synchronous=FULL`` (survives a power cut).
         """
         batch = [items] if isinstance(items, Pending) else items
+        return self.put_groups([(coalesce_key, batch)], durable=durable)
+
+    def put_groups(
+        self, groups: Sequence[tuple[str | None, Sequence[Pending]]], *, durable: bool
+    ) -> list[int]:
+        """Append several groups of messages in ONE transaction, in order; return their
+        sequence numbers.
+
+        Each group is what one :meth:`put` call takes: its coalescing key (or None) and its
+        messages. One commit for a whole tracker step's track summaries costs about what one
+        summary's did.
+        """
         db = self._db
         db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         seqs: list[int] = []
-        replaced = dropped = 0
+        replaced = dropped = added_keyed = added = 0
         with _transaction(db):
-            if coalesce_key is not None:
-                replaced = db.execute(
-                    "DELETE FROM outbox WHERE coalesce_key = ?", (coalesce_key,)
-                ).rowcount
-            for item in batch:
-                cursor = db.execute(
-                    "INSERT INTO outbox (msg_id, topic, payload, crc, retain, time_s, "
-                    "coalesce_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        item.msg_id,
-                        item.topic,
-                        item.payload,
-                        zlib.crc32(item.payload),
-                        int(item.retain),
-                        item.time.timestamp(),
-                        coalesce_key,
-                    ),
-                )
-                assert cursor.lastrowid is not None
-                seqs.append(cursor.lastrowid)
-            if coalesce_key is not None:
-                excess = self._keyed - replaced + len(batch) - self.max_keyed_rows
-                if excess > 0:
-                    dropped = db.execute(
-                        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
-                        "WHERE coalesce_key IS NOT NULL ORDER BY seq LIMIT ?)",
-                        (excess,),
+            for coalesce_key, batch in groups:
+                if coalesce_key is not None:
+                    replaced += db.execute(
+                        "DELETE FROM outbox WHERE coalesce_key = ?", (coalesce_key,)
                     ).rowcount
-        # Counters change only once the transaction is committed.
-        self._rows += len(batch) - replaced - dropped
-        if coalesce_key is not None:
-            self._keyed += len(batch) - replaced - dropped
-        self.stats.put += len(batch)
+                    added_keyed += len(batch)
+                added += len(batch)
+                seqs.extend(self._insert(batch, coalesce_key))
+            excess = self._keyed - replaced + added_keyed - self.max_keyed_rows
+            if added_keyed and excess > 0:
+                dropped = db.execute(
+                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
+                    "WHERE coalesce_key IS NOT NULL ORDER BY seq LIMIT ?)",
+                    (excess,),
+                ).rowcount
+        # Counters change only once the transaction is committed. Only keyed rows are ever
+        # replaced or dropped.
+        self._rows += added - replaced - dropped
+        self._keyed += added_keyed - replaced - dropped
+        self.stats.put += added
         self.stats.coalesced += replaced
         if dropped:
             self._note_dropped(dropped)
+        return seqs
+
+    def _insert(self, batch: Sequence[Pending], coalesce_key: str | None) -> list[int]:
+        seqs: list[int] = []
+        for item in batch:
+            cursor = self._db.execute(
+                "INSERT INTO outbox (msg_id, topic, payload, crc, retain, time_s, "
+                "coalesce_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    item.msg_id,
+                    item.topic,
+                    item.payload,
+                    zlib.crc32(item.payload),
+                    int(item.retain),
+                    item.time.timestamp(),
+                    coalesce_key,
+                ),
+            )
+            assert cursor.lastrowid is not None
+            seqs.append(cursor.lastrowid)
         return seqs
 
     def _note_dropped(self, dropped: int) -> None:
@@ -222,12 +241,22 @@ class Outbox:
 
     def ack(self, item: OutboxItem) -> None:
         """Delete a row the broker acknowledged (no-op when it was replaced meanwhile)."""
+        self.ack_many([item])
+
+    def ack_many(self, items: Sequence[OutboxItem]) -> None:
+        """Delete rows the broker acknowledged, in one transaction (replaced ones: no-op)."""
+        if not items:
+            return
         # A lost delete only means one more duplicate after a power cut: NORMAL is enough.
         self._db.execute("PRAGMA synchronous = NORMAL")
+        rows = keyed = 0
         with _transaction(self._db):
-            deleted = self._db.execute("DELETE FROM outbox WHERE seq = ?", (item.seq,)).rowcount
-        self._forget(deleted, deleted if item.coalesce_key is not None else 0)
-        self.stats.acked += deleted
+            for item in items:
+                deleted = self._db.execute("DELETE FROM outbox WHERE seq = ?", (item.seq,)).rowcount
+                rows += deleted
+                keyed += deleted if item.coalesce_key is not None else 0
+        self._forget(rows, keyed)
+        self.stats.acked += rows
 
     def _forget(self, rows: int, keyed: int) -> None:
         self._rows -= rows
