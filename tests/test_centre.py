@@ -629,3 +629,28 @@ def test_store_url_resolution(url: str, expected: str) -> None:
 def test_example_config_is_valid() -> None:
     config = load_centre_config(Path(__file__).parent.parent / "config" / "centre.yaml")
     assert config.centre_id == "centre-1"
+
+
+async def test_alert_store_is_written_behind_the_events_and_catches_restart_repeats(
+    mosquitto: str, tmp_path: Path
+) -> None:
+    centre_id, n1, _n2 = ids()
+    config = config_for(mosquitto, tmp_path, centre_id)
+    now = datetime.now(UTC)
+    a1 = alert(n1, 3, (100.0, 200.0), now, CENTRE_FRAME)
+    counts = []
+    for _run in range(2):  # the second centre, on the same store, gets the alert again
+        centre = Centre(config)
+        events: list[tuple[str, bytes, Any]] = []
+        async with running(centre), client(mosquitto, CentreTopics(centre_id).alert()) as c:
+            listener = collect(c, events)
+            await publish(c, topics.alert(), a1.model_dump_json())
+            await until(lambda got=events: len(got) == 1, "the centre alert event")
+            await cancel(listener)
+        counts.append(centre.stats.duplicates)
+    # Only the store knew the repeat: counted, and its event went out again (documented).
+    assert counts == [0, 1]
+    with AlertStore.open(config.store.url) as store:
+        stored = {a.alert_id: a.event_count for a in store.alerts()}
+    assert stored[a1.alert_id] == 1
+    assert sorted(stored.values()) == [1, 2]  # the centre alert: one event per run

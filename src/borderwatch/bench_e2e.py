@@ -290,7 +290,7 @@ class _CountingCentre(Centre):
 
     def idle(self) -> bool:
         """Nothing waits to be processed or published."""
-        return self._inbox.empty() and not self._outgoing
+        return self._inbox.empty() and not self._outgoing and self._alert_writes.empty()
 
 
 def _cpu_s() -> float:

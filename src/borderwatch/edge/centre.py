@@ -6,7 +6,8 @@
                                                    │
                                    process task: decode ▸ de-duplicate by msg_id ▸
                                      tracks  → TrackToTrackFuser (centre frame) + history batch
-                                     alerts  → store ▸ AlertDeduplicator ▸ centre alert events
+                                     alerts  → AlertDeduplicator ▸ centre alert events
+                                               (queued to publish) ▸ alert writer → store
                                      states  → latest per node
                                      commands (acknowledge / assign / close) → store ▸ reply
                                                    │
@@ -14,6 +15,8 @@
                                                    ▲
                                    picture task: every picture_interval_s, fuse and publish
                                    history task: every track_batch_s, write track batch
+                                   alert writer: node alerts and centre events → store, in
+                                     order (bounded queue), behind their publication
 
 Topics of the centre (``docs/centre.md``), besides the node tree it reads (``docs/mqtt.md``)::
 
@@ -21,8 +24,8 @@ Topics of the centre (``docs/centre.md``), besides the node tree it reads (``doc
     borderwatch/v1/centre/<centre_id>/picture      Picture, one document (QoS 1, retained)
     borderwatch/v1/centre/<centre_id>/cmd/<verb>   operator commands; reply to the response topic
 
-All tasks live in one :class:`asyncio.TaskGroup`; :meth:`Centre.stop` ends them, writes the
-pending track batch and closes the store. Nothing a node sends can end the centre: every bad
+All tasks live in one :class:`asyncio.TaskGroup`; :meth:`Centre.stop` ends them, lets the
+alert writer store what was published, writes the pending track batch and closes the store. Nothing a node sends can end the centre: every bad
 payload is counted in :class:`CentreStats` by reason and logged at most once per
 ``intake.log_interval_s`` per reason.
 
@@ -412,6 +415,9 @@ class Centre:
         self._out_wake = asyncio.Event()
         self._seen = _SeenIds(config.intake.remembered_msg_ids)
         self._pending_tracks: list[Track] = []
+        self._alert_writes: asyncio.Queue[tuple[Alert, list[Alert], datetime]] = asyncio.Queue(
+            config.intake.queue
+        )
         self._centre_alerts: dict[str, Alert] = {}
         self._centre_track_of: dict[tuple[str, str], int] = {}
         self._latest_track_t = -float("inf")
@@ -438,9 +444,13 @@ class Centre:
                 # The history writer is not cancelled: it ends at the stop, after its write, so
                 # a batch in flight is neither lost nor left uncounted.
                 tasks.create_task(self._histories(), name="centre-history")
+                writer = tasks.create_task(self._alert_writer(), name="centre-alert-writer")
                 await self._stop.wait()
                 for runner in runners:
                     runner.cancel()
+                # Alerts already published are stored before the store closes.
+                await self._alert_writes.join()
+                writer.cancel()
         finally:
             await self._flush_tracks()
             await self.store.close()
@@ -692,10 +702,8 @@ class Centre:
     # ---------------------------------------------------------------------------- alerts
 
     async def _alert(self, alert: Alert, received_at: datetime) -> None:
-        assert self.store is not None
-        if not await self.store.record_alert(alert, received_at):
-            self.stats.duplicates += 1  # seen before this centre's memory (restart, old)
-            return
+        # Repeats within this centre's memory were dropped by msg_id before this point; the
+        # store, written behind the publication, catches those from before a restart.
         node_id = alert.provenance.node_id
         xy = _plane_xy(self.frame, [(alert.enu_origin, alert.after.position)])[0]
         result = self.dedup.observe(
@@ -712,8 +720,8 @@ class Centre:
                 ended=alert.event is AlertEvent.END,
             )
         )
-        for event in self._centre_events(result, alert, (float(xy[0]), float(xy[1]))):
-            await self.store.record_alert(event, received_at)
+        events = self._centre_events(result, alert, (float(xy[0]), float(xy[1])))
+        for event in events:
             self._centre_alerts[event.alert_id] = event
             self.stats.centre_alert_events += 1
             published = CentreAlertEvent(
@@ -724,6 +732,36 @@ class Centre:
             )
             self._queue(_Outgoing(Publication(self.topics.alert(), _json(published), False)))
         self._forget_centre_alerts(alert.time)
+        # Published first, stored by the alert writer: an operator sees the event without
+        # waiting for two disk commits. Bounded: a store far behind holds intake back.
+        await self._alert_writes.put((alert, events, received_at))
+
+    async def _alert_writer(self) -> None:
+        """Store node alerts and the centre events they raised, in order of arrival."""
+        while True:
+            alert, events, received_at = await self._alert_writes.get()
+            try:
+                await self._store_alert(alert, events, received_at)
+            except StoreError as exc:
+                self.stats.errors["store"] += 1
+                self._limiter.log(logging.ERROR, "store", "centre: alert not stored: %s", exc)
+            finally:
+                self._alert_writes.task_done()
+
+    async def _store_alert(self, alert: Alert, events: list[Alert], received_at: datetime) -> None:
+        assert self.store is not None
+        if not await self.store.record_alert(alert, received_at):
+            # Stored before this centre's memory began (a restart): its events went out again.
+            self.stats.duplicates += 1
+            self._limiter.log(
+                logging.WARNING,
+                "stored_alert",
+                "centre: alert message %s was stored before a restart; its centre events "
+                "were published again",
+                alert.msg_id,
+            )
+        for event in events:
+            await self.store.record_alert(event, received_at)  # idempotent by msg_id
 
     def _centre_events(
         self, result: DedupResult, alert: Alert, xy: tuple[float, float]
@@ -813,6 +851,8 @@ class Centre:
             log.warning("centre: retained command %s ignored", item.topic)
             return
         self.stats.commands += 1
+        # Every alert received before the command is in the store before the command runs.
+        await self._alert_writes.join()
         reply = await self._execute(verb, item.payload)
         if not reply.ok:
             self.stats.command_errors += 1
