@@ -49,6 +49,7 @@ from borderwatch.schema import (
     parse_message,
     tracks_from_table,
 )
+from borderwatch.schema.common import small_covariance_problem
 from borderwatch.schema.convert import sensors_from_mask
 from borderwatch.schema.reference import TABLE_MODELS, examples, generated_blocks, render_docs
 from borderwatch.sensors.co2session import ConcealmentEvent
@@ -259,6 +260,32 @@ def test_covariance_check_is_scale_free() -> None:
     P[0, 2] = P[2, 0] = 1.01  # correlation above 1
     assert covariance_problem(P) == "covariance must be positive semi-definite"
     assert covariance_problem(np.zeros((2, 2))) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(-3.0, 3.0), min_size=16, max_size=16),
+    st.lists(st.sampled_from([1e-4, 1.0, 1e4]), min_size=4, max_size=4),
+    st.floats(-1.0, 1.0),
+    st.sampled_from(["psd", "skewed", "bent", "negative"]),
+)
+def test_plain_python_covariance_check_agrees_with_numpy(
+    entries: list[float], scales: list[float], bend: float, change: str
+) -> None:
+    a = np.array(entries).reshape(4, 4) * np.array(scales)[:, None]
+    P = a @ a.T
+    if change == "skewed":
+        P[0, 1] += 0.5 * math.sqrt(P[0, 0] * P[1, 1]) + 1e-3
+    elif change == "bent":  # a correlation pushed towards or past 1
+        P[0, 1] = P[1, 0] = (1.0 + bend) * math.sqrt(P[0, 0] * P[1, 1])
+    elif change == "negative":
+        P[3, 3] = -P[3, 3] - 1e-3
+    d = np.sqrt(np.where(np.diag(P) > 0, np.abs(np.diag(P)), 1.0))
+    least = float(np.linalg.eigvalsh(((P + P.T) / 2) / np.outer(d, d)).min())
+    if abs(least + 4e-9) < 1e-7:  # too close to the tolerance for rounding to agree
+        return
+    nested = tuple(tuple(float(x) for x in row) for row in P)
+    assert small_covariance_problem(nested) == covariance_problem(P)
 
 
 def test_bad_state_covariance_is_rejected() -> None:

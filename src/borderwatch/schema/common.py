@@ -172,8 +172,39 @@ def _check_cov2(value: Matrix2) -> Matrix2:
     return value
 
 
+def small_covariance_problem(m: Sequence[Sequence[float]]) -> str | None:
+    """:func:`covariance_problem` of a small square matrix of finite floats, in plain Python.
+
+    Same verdicts (up to rounding at the tolerance): the semi-definiteness test is a Cholesky
+    factorisation of the normalised, symmetrised matrix plus ``COV_TOLERANCE · n`` on its
+    diagonal, which succeeds exactly when its least eigenvalue is above ``-COV_TOLERANCE · n``.
+    Every track message carries a 4×4 state covariance; numpy's per-call overhead made this
+    check the largest cost of building or reading one.
+    """
+    n = len(m)
+    if any(m[i][i] < 0 for i in range(n)):
+        return "covariance diagonal (variances) must be non-negative"
+    scale = [math.sqrt(m[i][i]) or 1.0 for i in range(n)]
+    c = [[m[i][j] / (scale[i] * scale[j]) for j in range(n)] for i in range(n)]
+    largest = max(abs(x) for row in c for x in row)
+    skew = max(abs(c[i][j] - c[j][i]) for i in range(n) for j in range(i + 1, n))
+    if skew > COV_TOLERANCE * max(1.0, largest):
+        return "covariance must be symmetric"
+    shift = COV_TOLERANCE * n
+    low: list[list[float]] = [[0.0] * n for _ in range(n)]
+    for j in range(n):
+        pivot = (c[j][j] + shift) - sum(low[j][k] ** 2 for k in range(j))
+        if not pivot > 0.0:
+            return "covariance must be positive semi-definite"
+        low[j][j] = math.sqrt(pivot)
+        for i in range(j + 1, n):
+            cij = (c[i][j] + c[j][i]) / 2.0
+            low[i][j] = (cij - sum(low[i][k] * low[j][k] for k in range(j))) / low[j][j]
+    return None
+
+
 def _check_cov4(value: Matrix4) -> Matrix4:
-    problem = covariance_problem(np.asarray(value, dtype=np.float64))
+    problem = small_covariance_problem(value)
     if problem is not None:
         raise ValueError(problem)
     return value
