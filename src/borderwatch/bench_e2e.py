@@ -357,7 +357,16 @@ async def _node_party(config: NodeConfig, conn: Connection) -> dict[str, Any]:
     assert mqtt is not None
 
     def drained() -> bool:
-        return node.queue.empty() and not node.stage.has_detections() and len(mqtt.outbox) == 0
+        # A burst is taken from the stage as a whole before its step ends: wait for the step.
+        stats = node.tracker.stats
+        taken = sum(c.detections for c in node.stage.counters.values())
+        stepped = stats.detections_processed + sum(stats.rejected.values()) >= taken
+        return (
+            node.queue.empty()
+            and not node.stage.has_detections()
+            and stepped
+            and len(mqtt.outbox) == 0
+        )
 
     marks = await _serve(
         conn,
