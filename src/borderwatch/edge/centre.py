@@ -25,9 +25,9 @@ Topics of the centre (``docs/centre.md``), besides the node tree it reads (``doc
     borderwatch/v1/centre/<centre_id>/cmd/<verb>   operator commands; reply to the response topic
 
 All tasks live in one :class:`asyncio.TaskGroup`; :meth:`Centre.stop` ends them, lets the
-alert writer store what was published, writes the pending track batch and closes the store. Nothing a node sends can end the centre: every bad
-payload is counted in :class:`CentreStats` by reason and logged at most once per
-``intake.log_interval_s`` per reason.
+alert writer store what was published, writes the pending track batch and closes the store.
+Nothing a node sends can end the centre: every bad payload is counted in :class:`CentreStats`
+by reason and logged at most once per ``intake.log_interval_s`` per reason.
 
 The wall clock (``clock``) is read here only: reception times, operator action times and, with
 ``fusion.time_source: wall``, the picture time. Fusion times are seconds since ``epoch`` (the
