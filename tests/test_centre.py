@@ -645,7 +645,11 @@ async def test_alert_store_is_written_behind_the_events_and_catches_restart_repe
         async with running(centre), client(mosquitto, CentreTopics(centre_id).alert()) as c:
             listener = collect(c, events)
             await publish(c, topics.alert(), a1.model_dump_json())
-            await until(lambda got=events: len(got) == 1, "the centre alert event")
+
+            def arrived(got: list[tuple[str, bytes, Any]] = events) -> bool:
+                return len(got) == 1
+
+            await until(arrived, "the centre alert event")
             await cancel(listener)
         counts.append(centre.stats.duplicates)
     # Only the store knew the repeat: counted, and its event went out again (documented).

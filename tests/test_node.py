@@ -37,6 +37,7 @@ from borderwatch.schema import (
     Track,
     parse_message,
 )
+from borderwatch.sensors.base import Accepted
 from borderwatch.simulator.devices import device_streams
 from borderwatch.simulator.emulate import DeviceEmulator
 from borderwatch.simulator.nodeconfig import write_node_config
@@ -406,7 +407,6 @@ def test_example_node_configuration_validates() -> None:
 
 async def test_a_reading_the_stage_cannot_handle_is_counted_and_the_node_goes_on() -> None:
     from borderwatch.drivers.base import Reading
-    from borderwatch.sensors.base import Accepted
 
     config = NodeConfig.model_validate(
         {
@@ -460,6 +460,7 @@ def test_a_networked_scan_is_one_batch_and_stray_sensors_are_counted_each() -> N
     stage = SensorStage(config, LocalFrame(42.2, 19.2), epoch)
     payload = json.dumps([m.model_dump(mode="json") for m in (mine, stray, mine)]).encode()
     (item,) = JsonDetectionParser().feed(payload)
+    assert isinstance(item, Accepted)
     stage.handle(Reading("thermal-1", epoch.timestamp() + 31.0, item))
     batch = stage.take_detections()
     counters = stage.counters["thermal-1"]
