@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +22,25 @@ from borderwatch.edge.store import AlertStore
 from borderwatch.errors import ConfigError
 from borderwatch.exercise import ExerciseClock, node_sensors, run_exercise
 from borderwatch.scenarios import resolve_scenario
+from tests.conftest import MosquittoBroker, _mosquitto_binary
 
 NODES = {"boat-1", "boat-2", "mobile-1"}
 
 
 @pytest.fixture(scope="module")
-def exercise(mosquitto: str, tmp_path_factory: pytest.TempPathFactory):
+def exercise_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker of the exercise's own: its node ids (boat-1...) and retained topics must not
+    meet the sessions and retained messages other tests leave on the shared broker."""
+    broker = MosquittoBroker(_mosquitto_binary(), tmp_path_factory.mktemp("exercise-broker"))
+    broker.start()
+    try:
+        yield broker.url
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def exercise(exercise_broker: str, tmp_path_factory: pytest.TempPathFactory):
     """One short exercise run: its summary, what the terminal showed, and the output folder."""
     out = tmp_path_factory.mktemp("exercise")
     master, slave = os.openpty()
@@ -50,7 +64,7 @@ def exercise(mosquitto: str, tmp_path_factory: pytest.TempPathFactory):
             out,
             speed=20.0,
             duration_s=120.0,
-            broker_url=mosquitto,
+            broker_url=exercise_broker,
             stream=terminal,
         )
     reader.join(timeout=5)
