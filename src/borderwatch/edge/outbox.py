@@ -46,9 +46,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
+from borderwatch.closing import Closing
 from borderwatch.errors import BorderwatchError
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class OutboxStats:
     quarantined: int = 0
 
 
-class Outbox:
+class Outbox(Closing):
     """The durable queue of one node's outbound messages (see the module docstring).
 
     Args:
@@ -324,17 +324,6 @@ class Outbox:
         finally:
             os.close(self._lock_fd)
             self._lock_fd = -1
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # --------------------------------------------------------------------------------- helpers

@@ -38,9 +38,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
+from borderwatch.closing import Closing
 from borderwatch.config.scenario import CO2_DEVICE_TYPES, load_scenario
 from borderwatch.errors import ConfigError
 from borderwatch.simulator.devices import DeviceStream, SenseAirResponder, device_streams
@@ -170,7 +170,7 @@ class _Served:
     counters: DeviceCounters = field(default_factory=DeviceCounters)
 
 
-class DeviceEmulator:
+class DeviceEmulator(Closing):
     """Serves device streams on ptys and UDP from scenario time 0 to ``until_s``.
 
     Use as a context manager (``open`` on entry, ``close`` on exit), then ``await serve()``::
@@ -218,17 +218,9 @@ class DeviceEmulator:
         self._stop_requested = threading.Event()
 
     # -- resources ------------------------------------------------------------------------------
-    def __enter__(self) -> DeviceEmulator:
+    def __enter__(self) -> Self:
         self.open()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def served(self) -> list[ServedDevice]:

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 
+from borderwatch.closing import Closing
 from borderwatch.edge.store import migrate
 from borderwatch.edge.store.errors import AlertActionError, StoreError, UnknownAlertError
 from borderwatch.edge.store.tables import (
@@ -229,7 +230,7 @@ def _order_key(time: datetime, event: str, msg_id: str) -> tuple[datetime, int, 
 # -------------------------------------------------------------------------------- store
 
 
-class AlertStore:
+class AlertStore(Closing):
     """Alerts, their lifecycle, operator actions and track histories in one database.
 
     Open with :meth:`open`, which migrates the schema; close with :meth:`close` (or use it as a
@@ -268,17 +269,6 @@ class AlertStore:
     def close(self) -> None:
         """Close every pooled connection."""
         self._engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def backend(self) -> str:
