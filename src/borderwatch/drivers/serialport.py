@@ -124,6 +124,10 @@ class SerialTransport(Transport):
             await asyncio.to_thread(self._port.write, data)
         except (*_ERRORS, queue.Full) as exc:  # loop:// reports a write timeout as queue.Full
             raise TransportError("write_failed", f"{self._url}: {exc}") from exc
+        except (TypeError, AttributeError) as exc:
+            # pyserial's URL handlers fail this way when the reader closed the port (the peer
+            # hung up) while the write was on its way: the link is gone, as above.
+            raise TransportError("write_failed", f"{self._url}: port closed") from exc
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
