@@ -1,0 +1,143 @@
+"""Warm bodies in thermal frames: local-background contrast, blobs, static hot-spot suppression.
+
+Each frame, still or video, goes through the same single-frame steps:
+
+1. **Local background.** A grey-scale morphological opening of the raw frame with a square of
+   ``background_px`` pixels (``cv2.morphologyEx``) removes every warm structure that a square
+   that large does not fit in, and keeps the background's level, gradients and edges (the
+   horizon, a shore line) where they are. The frame minus its opening (a white top-hat) is the
+   contrast of warm objects up to that size. It works on the raw counts: the conversion to
+   kelvin is linear and increasing, so it commutes with the opening.
+2. **Threshold.** A pixel is warm when its contrast exceeds both ``contrast_k`` kelvin and
+   ``snr`` robust noise σ above the contrast's median (the opening leaves the background's
+   noise slightly positive). The noise σ is the median absolute difference of horizontally
+   adjacent pixels on a sparse grid (fixed-pattern noise and texture count as noise: they do
+   make blobs).
+3. **Blobs.** A 3×3 closing joins fragments; connected components give boxes, areas,
+   contrast-weighted sub-pixel centroids, peak contrast and peak temperature.
+4. **Hot spots.** A small blob (``hotspot_max_area_px``) whose peak is hotter than a body
+   (``max_body_k``) is a lamp or an exhaust, not a warm body, and is dropped.
+5. **Score and hint.** The warm-body score rises from 0.5 at the threshold towards 1 with the
+   peak contrast; labels come from :func:`~.classify.classify_boxes`, from size at range
+   when the settings give intrinsics and mount, else from shape.
+
+In video (successive calls on one detector, ``background_model`` on) a per-pixel persistence
+count of the dilated warm mask is the background model of static hot spots: a blob whose
+pixels have mostly stayed warm for ``static_frames`` frames (an engine in view, a lamp, a warm
+rock) is suppressed, while a walker moves off its pixels long before. The dilation tolerates a
+pixel of jitter. A person who stands still that long is suppressed too: the trade-off of any
+background model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from borderwatch.config.camera import DetectorSettings
+from borderwatch.fusion.detections import FloatArray
+from borderwatch.sensors.camera.blobs import find_blobs
+from borderwatch.sensors.camera.classify import to_detections
+from borderwatch.sensors.camera.detect import PixelDetection, check_frame, geometry_of
+
+__all__ = ["ThermalDetector", "robust_noise"]
+
+_KERNEL3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+#: Sparse grid step of the noise estimate, pixels.
+_NOISE_STEP = 4
+#: A robust σ is never below this many counts (quantisation).
+_MIN_NOISE = 0.5
+#: Fraction of a blob's pixels that must be static for the blob to be static.
+_STATIC_FRACTION = 0.5
+
+
+def robust_noise(frame: NDArray[np.integer]) -> float:
+    """Robust σ of a frame's pixel noise, in its own units: the median absolute difference of
+    horizontally adjacent pixels on a sparse grid, scaled for a normal distribution."""
+    a = frame[::_NOISE_STEP, 0:-1:_NOISE_STEP].astype(np.float32)
+    b = frame[::_NOISE_STEP, 1::_NOISE_STEP].astype(np.float32)
+    d = np.abs(a[:, : b.shape[1]] - b[:, : a.shape[1]])
+    return max(float(np.median(d)) * 1.4826 / float(np.sqrt(2.0)), _MIN_NOISE)
+
+
+class ThermalDetector:
+    """The classical thermal detector; see the module docstring. Stateful across the frames
+    of one video; :meth:`reset` (or a new detector) starts a new one."""
+
+    def __init__(self, settings: DetectorSettings) -> None:
+        self.settings = settings
+        self.geometry = geometry_of(settings)
+        k = settings.background_px
+        self._background_kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+        self._persist: NDArray[Any] | None = None
+        self.frames = 0
+        self.suppressed_static = 0
+        self.suppressed_hot = 0
+
+    def reset(self) -> None:
+        """Forget the video so far (the next frame starts a new one)."""
+        self._persist = None
+        self.frames = 0
+
+    def kelvin_per_count(self, frame: NDArray[np.integer]) -> tuple[float, float]:
+        """Gain and offset from the frame's counts to kelvin."""
+        if frame.dtype == np.uint16:
+            return self.settings.y16_gain_k, self.settings.y16_offset_k
+        return self.settings.gray_gain_k, 0.0
+
+    def to_kelvin(self, frame: np.ndarray) -> FloatArray:
+        """The frame in kelvin (``float64``), after :func:`check_frame`."""
+        f = check_frame(frame)
+        gain, offset = self.kelvin_per_count(f)
+        return np.asarray(f, dtype=np.float64) * gain + offset
+
+    def detect(self, frame: np.ndarray) -> list[PixelDetection]:
+        """Detections in ``frame`` (Y16 or 8-bit); raises
+        :class:`~borderwatch.sensors.camera.detect.FrameError` for an unusable frame."""
+        f = check_frame(frame)
+        s = self.settings
+        gain, offset = self.kelvin_per_count(f)
+        background = cv2.morphologyEx(f, cv2.MORPH_OPEN, self._background_kernel)
+        contrast = cv2.subtract(f, background)  # saturates at 0: warm contrast only
+        sigma = robust_noise(f)
+        level = float(np.median(contrast[::_NOISE_STEP, ::_NOISE_STEP]))
+        threshold = max(s.contrast_k / gain, level + s.snr * sigma)
+        warm = np.asarray(
+            cv2.morphologyEx((contrast > threshold).astype(np.uint8), cv2.MORPH_CLOSE, _KERNEL3)
+        )
+        static = self._update_static(warm, f.shape)
+        blobs = find_blobs(warm, contrast, f)
+        if len(blobs) == 0:
+            return []
+        peak_k = blobs.peak_value * gain + offset
+        keep = (blobs.area >= s.min_area_px) & (blobs.area <= s.max_area_px)
+        hot = (blobs.area <= s.hotspot_max_area_px) & (peak_k > s.max_body_k)
+        self.suppressed_hot += int(np.count_nonzero(keep & hot))
+        keep &= ~hot
+        if static is not None:
+            is_static = blobs.fraction(static) > _STATIC_FRACTION
+            self.suppressed_static += int(np.count_nonzero(keep & is_static))
+            keep &= ~is_static
+        score = 1.0 - 0.5 * np.exp(-(blobs.peak - threshold) / threshold)
+        keep &= score >= s.min_score
+        return to_detections(blobs, keep, score, self.geometry, s.surface, s.max_detections)
+
+    def _update_static(
+        self, warm: NDArray[Any], shape: tuple[int, ...]
+    ) -> NDArray[np.bool_] | None:
+        """Update the persistence count; the mask of static pixels (None for stills)."""
+        self.frames += 1
+        if not self.settings.background_model:
+            return None
+        if self._persist is None or self._persist.shape != shape:
+            self._persist = np.zeros(shape, dtype=np.uint16)
+        grown = cv2.dilate(warm, _KERNEL3)
+        # Count up where warm (saturating), back to zero where not.
+        persist = np.asarray(cv2.add(self._persist, grown.astype(np.uint16))) * (grown > 0)
+        self._persist = persist
+        if self.frames < self.settings.static_frames:
+            return None
+        return np.asarray(persist >= self.settings.static_frames)
