@@ -76,9 +76,25 @@ def test_track_summaries_coalesce_to_the_latest_at_the_end_of_the_queue(tmp_path
         box.put(pending(1, "track/b"), coalesce_key="boat-1:2", durable=False)
         box.put(pending(2), durable=True)
         box.put(pending(3, "track/a"), coalesce_key="boat-1:1", durable=False)
-        assert payloads(box.peek(10)) == [b'{"n": 1}', b'{"n": 2}', b'{"n": 3}']
+        # The alert first; then the summaries, track a's latest behind track b's.
+        assert payloads(box.peek(10)) == [b'{"n": 2}', b'{"n": 1}', b'{"n": 3}']
         assert box.stats.coalesced == 1
         assert len(box) == 3
+
+
+def test_alerts_go_ahead_of_waiting_track_summaries_in_their_own_order(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.sqlite3") as box:
+        for k in range(40):
+            box.put(pending(k, f"track/{k}"), coalesce_key=f"boat-1:{k}", durable=False)
+        made = put_alerts(box, range(100, 103))
+        window = box.peek(5)
+        assert [i.msg_id for i in window[:3]] == [p.msg_id for p in made]
+        assert payloads(window[3:]) == [b'{"n": 0}', b'{"n": 1}']
+        box.ack_many(window)
+        late = put_alerts(box, range(200, 202))
+        # An alert put after a window went out overtakes the summaries still waiting.
+        assert [i.msg_id for i in box.peek(3)[:2]] == [p.msg_id for p in late]
+        assert payloads(box.peek(3)[2:]) == [b'{"n": 2}']
 
 
 def test_alerts_are_never_coalesced(tmp_path: Path) -> None:
@@ -254,7 +270,12 @@ OPS = st.lists(
 @settings(max_examples=60, deadline=None)
 @given(ops=OPS)
 def test_outbox_behaves_like_an_ordered_list_with_replacement(ops: list[tuple[str, int]]) -> None:
-    model: list[tuple[str | None, bytes]] = []  # (coalescing key, payload) in delivery order
+    # (coalescing key, payload) in put order; delivered: alerts first, each class in put order.
+    model: list[tuple[str | None, bytes]] = []
+
+    def delivery() -> list[tuple[str | None, bytes]]:
+        return sorted(model, key=lambda m: m[0] is not None)
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "o.sqlite3"
         box = Outbox(path)
@@ -270,11 +291,12 @@ def test_outbox_behaves_like_an_ordered_list_with_replacement(ops: list[tuple[st
                 elif op == "ack":
                     for item in box.peek(arg):
                         box.ack(item)
-                    del model[:arg]
+                    sent = delivery()[:arg]
+                    model = [m for m in model if m not in sent]
                 else:
                     box.close()
                     box = Outbox(path)
-                assert [(i.coalesce_key, i.payload) for i in box.peek(100)] == model
+                assert [(i.coalesce_key, i.payload) for i in box.peek(100)] == delivery()
                 assert box.backlog()[0] == len(model)
         finally:
             box.close()

@@ -8,7 +8,12 @@ receivers drop the repeat by its ``msg_id``.
 
 Rules:
 
-* **Order.** Rows are delivered by their sequence number (``seq``), the order of :meth:`put`.
+* **Order.** Alerts (rows without a coalescing key) go first: :meth:`peek` returns every waiting
+  alert before any track summary. Within each class, rows are delivered by their sequence
+  number (``seq``), the order of :meth:`put`. An alert is not held behind a thousand track
+  summaries of the same second, nor, after an outage, behind the picture of every track; a
+  receiver that meets an alert for a track it has not yet seen has the alert's own ``before``
+  / ``after`` states.
 * **Coalescing.** A row may carry a coalescing key (a track id). Putting a row with a key
   deletes the waiting rows with the same key first, and the new row goes to the end of the
   queue: while the link is down, only a track's latest summary is kept, so the outbox holds one
@@ -69,6 +74,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_key ON outbox (coalesce_key) WHERE coalesce_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS outbox_time ON outbox (time_s);
+CREATE INDEX IF NOT EXISTS outbox_unkeyed ON outbox (seq) WHERE coalesce_key IS NULL;
 CREATE TABLE IF NOT EXISTS quarantine (
     seq            INTEGER PRIMARY KEY,
     reason         TEXT NOT NULL,
@@ -265,10 +271,18 @@ class Outbox(Closing):
     # ----------------------------------------------------------------------------- reading
 
     def peek(self, limit: int) -> list[OutboxItem]:
-        """The oldest ``limit`` waiting messages, in order; corrupt rows are quarantined."""
+        """The next ``limit`` messages to send: the oldest alerts, then the oldest track
+        summaries (see *Order* in the module docstring); corrupt rows are quarantined."""
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM outbox ORDER BY seq LIMIT ?", (limit,)
+            f"SELECT {_COLUMNS} FROM outbox WHERE coalesce_key IS NULL ORDER BY seq LIMIT ?",
+            (limit,),
         ).fetchall()
+        if len(rows) < limit:
+            rows += self._db.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE coalesce_key IS NOT NULL "
+                "ORDER BY seq LIMIT ?",
+                (limit - len(rows),),
+            ).fetchall()
         items: list[OutboxItem] = []
         for row in rows:
             item, problem = _item(row)
