@@ -379,6 +379,43 @@ async def test_one_centre_alert_per_crossing(mosquitto: str, tmp_path: Path) -> 
         assert sorted(a.event_count for a in centre_alerts) == [1, 4]
 
 
+class _AlertTimedCentre(Centre):
+    """Notes how many track summaries it had fused when each alert reached it."""
+
+    tracks_at_alert: list[int]
+
+    async def _alert(self, alert: Alert, received_at: datetime) -> None:
+        self.tracks_at_alert = [*getattr(self, "tracks_at_alert", []), self.stats.messages["track"]]
+        await super()._alert(alert, received_at)
+
+
+async def test_an_alert_overtakes_a_flood_of_track_summaries(
+    mosquitto: str, tmp_path: Path
+) -> None:
+    centre_id, n1, _ = ids()
+    centre = _AlertTimedCentre(config_for(mosquitto, tmp_path, centre_id, track_batch=50))
+    now = datetime.now(UTC)
+    flood = [
+        track(n1, k, np.array([10.0 * (k % 60), 10.0 * (k // 60)]), np.zeros(2), now, CENTRE_FRAME)
+        for k in range(2000)
+    ]
+    payloads = [(topics.track("blue", t.track_id), t.model_dump_json()) for t in flood]
+    async with running(centre), client(mosquitto) as c:
+        for topic, payload in payloads:
+            await c.publish(topic, payload, qos=0)
+        await publish(
+            c, topics.alert(), alert(n1, 1, (5.0, 5.0), now, CENTRE_FRAME).model_dump_json()
+        )
+        await until(lambda: centre.stats.messages["track"] == len(flood), "every summary fused")
+        await until(lambda: centre.stats.centre_alert_events == 1, "the alert")
+    # Published after two thousand summaries, the alert was handled before the last of them:
+    # it has a connection and a queue of its own, and the summaries are fused in batches
+    # between looks at the alert queue.
+    assert centre.tracks_at_alert[0] < len(flood)
+    assert centre.fuser.stats["received"] == len(flood)  # each fused once, none refused
+    assert centre.fuser.stats["rejected"] == 0
+
+
 # ---------------------------------------------------------------------------- commands
 
 

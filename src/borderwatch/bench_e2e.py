@@ -288,10 +288,6 @@ class _CountingCentre(Centre):
         self.alert_deliveries[alert.msg_id] += 1
         await super()._alert(alert, received_at)
 
-    def idle(self) -> bool:
-        """Nothing waits to be processed or published."""
-        return self._inbox.empty() and not self._outgoing and self._alert_writes.empty()
-
 
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -138,6 +138,25 @@ class CentreIntakeSettings(BaseModel):
         description="Received messages waiting to be processed; beyond it new ones are dropped "
         "and counted.",
     )
+    track_queue: int = Field(
+        default=20_000,
+        ge=1,
+        description="Received track summaries waiting to be processed (they have a queue and "
+        "a broker connection of their own, behind alerts); beyond it new ones are dropped and "
+        "counted (a later summary of the track supersedes them).",
+    )
+    track_qos: Literal[0, 1] = Field(
+        default=0,
+        description="QoS of the track subscription. 0 (default): the broker sends track "
+        "summaries without acknowledgements or a stored session; after a reconnect the retained "
+        "track topics give the latest state of every track. 1: every summary is acknowledged.",
+    )
+    track_batch: int = Field(
+        default=500,
+        ge=1,
+        description="Most track summaries fused in one turn, between checks for alerts, "
+        "states and commands.",
+    )
     outgoing: int = Field(
         default=10_000,
         ge=1,

@@ -3,9 +3,13 @@
 ::
 
     broker ──link task (aiomqtt, reconnects)──▶ inbox (bounded, drops counted)
-                                                   │
-                                   process task: decode ▸ de-duplicate by msg_id ▸
-                                     tracks  → TrackToTrackFuser (centre frame) + history batch
+           alerts, states, positions, commands      │
+    broker ──track link (own connection)─────▶ track inbox (bounded, drops counted)
+           track summaries only                     │
+                                   process task: the inbox first, then up to track_batch
+                                     track summaries; decode ▸ de-duplicate by msg_id ▸
+                                     tracks  → TrackToTrackFuser (centre frame, one update
+                                               per node and time) + history batch
                                      alerts  → AlertDeduplicator ▸ centre alert events
                                                (queued to publish) ▸ alert writer → store
                                      states  → latest per node
@@ -23,6 +27,13 @@ Topics of the centre (``docs/centre.md``), besides the node tree it reads (``doc
     borderwatch/v1/centre/<centre_id>/alert        CentreAlertEvent (QoS 1)
     borderwatch/v1/centre/<centre_id>/picture      Picture, one document (QoS 1, retained)
     borderwatch/v1/centre/<centre_id>/cmd/<verb>   operator commands; reply to the response topic
+
+Alerts never wait behind track summaries: a node sends a thousand of those a second, and
+were they on one connection, an alert would queue behind them at the broker and in the
+client. The track link subscribes with ``intake.track_qos`` (0 by default: no
+acknowledgements and no stored session; the retained track topics resynchronise it after a
+reconnect); the main link keeps its persistent session, so alerts published while the
+centre is down are delivered when it is back.
 
 All tasks live in one :class:`asyncio.TaskGroup`; :meth:`Centre.stop` ends them, lets the
 alert writer store what was published, writes the pending track batch and closes the store.
@@ -43,7 +54,7 @@ import logging
 import random
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -314,6 +325,7 @@ class CentreStats:
     duplicates: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     dropped_inbox: int = 0
+    dropped_track_inbox: int = 0
     dropped_outgoing: int = 0
     centre_alert_events: int = 0
     commands: int = 0
@@ -402,7 +414,7 @@ class Centre:
             retention_s=d.retention_s,
         )
         self.stats = CentreStats()
-        self.connected = False
+        self.links_up = {"main": False, "tracks": False}
         self.picture: Picture | None = None
         self.node_states: dict[str, NodeState] = {}
         self.positions: dict[str, Detection] = {}
@@ -410,6 +422,8 @@ class Centre:
         self._rng = rng or random.Random()
         self._limiter = LogLimiter(log, config.intake.log_interval_s, time.monotonic)
         self._inbox: asyncio.Queue[_Received] = asyncio.Queue(config.intake.queue)
+        self._track_inbox: deque[_Received] = deque()
+        self._work = asyncio.Event()
         self._outgoing: deque[_Outgoing] = deque()
         self._picture_pub: _Outgoing | None = None
         self._out_wake = asyncio.Event()
@@ -423,6 +437,20 @@ class Centre:
         self._latest_track_t = -float("inf")
         self._picture_t = -float("inf")
         self._stop = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        """True while both broker links are up and subscribed."""
+        return all(self.links_up.values())
+
+    def idle(self) -> bool:
+        """Nothing received is waiting to be processed or published."""
+        return (
+            self._inbox.empty()
+            and not self._track_inbox
+            and not self._outgoing
+            and self._alert_writes.empty()
+        )
 
     # ------------------------------------------------------------------------ lifecycle
 
@@ -463,20 +491,30 @@ class Centre:
     # ------------------------------------------------------------------------ broker link
 
     async def _link(self) -> None:
-        """Stay connected: subscribe, receive into the inbox, publish the outgoing queue."""
+        """Stay connected on both links: the main one (subscribe, receive into the inbox,
+        publish the outgoing queue) and the track link (receive into the track inbox)."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._stay("main", self._connection), name="centre-main-link")
+            tasks.create_task(
+                self._stay("tracks", self._track_connection), name="centre-track-link"
+            )
+
+    async def _stay(
+        self, name: Literal["main", "tracks"], connect: Callable[[Backoff], Awaitable[None]]
+    ) -> None:
         m = self.config.mqtt
         backoff = Backoff(m.backoff.initial_s, m.backoff.max_s, self._rng)
         while True:
             connects = self.stats.connects
             try:
-                await self._connection(backoff)
+                await connect(backoff)
             except* aiomqtt.MqttError as group:
                 self._link_failed(str(group.exceptions[0]), self.stats.connects > connects)
             except* Exception as group:
                 self.stats.errors["link"] += 1
-                log.error("centre link failed; reconnecting", exc_info=group)
+                log.error("centre %s link failed; reconnecting", name, exc_info=group)
             finally:
-                self.connected = False
+                self.links_up[name] = False
             await asyncio.sleep(backoff.next_delay())
 
     def _link_failed(self, reason: str, was_connected: bool) -> None:
@@ -493,9 +531,10 @@ class Centre:
                 reason,
             )
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self, *, tracks: bool = False) -> aiomqtt.Client:
         m: MqttSettings = self.config.mqtt
-        expiry = self.config.intake.session_expiry_s
+        # The track link needs no stored session: retained track topics resynchronise it.
+        expiry = 0 if tracks else self.config.intake.session_expiry_s
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         if expiry:
             # A persistent session: the broker queues QoS 1 alerts while the centre restarts.
@@ -508,10 +547,11 @@ class Centre:
                 certfile=None if t is None or t.cert_file is None else str(t.cert_file),
                 keyfile=None if t is None or t.key_file is None else str(t.key_file),
             )
+        identifier = m.client_id or f"borderwatch-centre-{self.centre_id}"
         return aiomqtt.Client(
             m.host,
             m.port,
-            identifier=m.client_id or f"borderwatch-centre-{self.centre_id}",
+            identifier=f"{identifier}-tracks" if tracks else identifier,
             protocol=aiomqtt.ProtocolVersion.V5,
             username=m.username,
             password=None if m.password is None else m.password.get_secret_value(),
@@ -530,19 +570,27 @@ class Centre:
             filters = [
                 topics.node_state("+"),
                 topics.pli("+"),
-                topics.all_tracks(),
                 topics.alert(),
                 self.topics.command("+"),
             ]
             await client.subscribe([(f, 1) for f in filters])
-            self.connected = True  # subscribed: from now on nothing published is missed
+            self.links_up["main"] = True  # subscribed: from now on nothing published is missed
             backoff.reset()
             self._out_wake.set()  # send what waited for the link
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._receive(client), name="centre-receive")
                 tasks.create_task(self._send(client), name="centre-send")
 
-    async def _receive(self, client: aiomqtt.Client) -> None:
+    async def _track_connection(self, backoff: Backoff) -> None:
+        async with self._client(tracks=True) as client:
+            self.stats.connects += 1
+            log.info("centre %s: track link connected", self.centre_id)
+            await client.subscribe(topics.all_tracks(), qos=self.config.intake.track_qos)
+            self.links_up["tracks"] = True
+            backoff.reset()
+            await self._receive(client, tracks=True)
+
+    async def _receive(self, client: aiomqtt.Client, *, tracks: bool = False) -> None:
         async for message in client.messages:
             props = message.properties
             received = _Received(
@@ -553,16 +601,26 @@ class Centre:
                 correlation=getattr(props, "CorrelationData", None),
                 retain=bool(message.retain),
             )
-            try:
-                self._inbox.put_nowait(received)
-            except asyncio.QueueFull:
-                self.stats.dropped_inbox += 1
-                self._limiter.log(
-                    logging.WARNING,
-                    "inbox",
-                    "centre: inbox full, message on %s dropped",
-                    received.topic,
-                )
+            if tracks:
+                if len(self._track_inbox) < self.config.intake.track_queue:
+                    self._track_inbox.append(received)
+                    self._work.set()
+                    continue
+                self.stats.dropped_track_inbox += 1
+            else:
+                try:
+                    self._inbox.put_nowait(received)
+                    self._work.set()
+                    continue
+                except asyncio.QueueFull:
+                    self.stats.dropped_inbox += 1
+            self._limiter.log(
+                logging.WARNING,
+                "track_inbox" if tracks else "inbox",
+                "centre: %s full, message on %s dropped",
+                "track inbox" if tracks else "inbox",
+                received.topic,
+            )
 
     async def _send(self, client: aiomqtt.Client) -> None:
         """Publish queued events and replies first, then the latest picture; an item leaves
@@ -603,18 +661,33 @@ class Centre:
     # ------------------------------------------------------------------------ processing
 
     async def _process(self) -> None:
+        """Everything in the inbox first (alerts, states, commands), then a batch of track
+        summaries; repeat."""
         while True:
-            item = await self._inbox.get()
-            try:
-                await self._handle(item)
-            except StoreError as exc:
-                self.stats.errors["store"] += 1
-                self._limiter.log(logging.ERROR, "store", "centre: store failed: %s", exc)
-            except Exception:
-                self.stats.errors["internal"] += 1
-                log.exception("centre: message on %s could not be processed", item.topic)
+            if self._inbox.empty() and not self._track_inbox:
+                self._work.clear()
+                await self._work.wait()
+            while not self._inbox.empty():
+                item = self._inbox.get_nowait()
+                await self._guarded(item.topic, self._handle(item))
+            if self._track_inbox:
+                n = min(len(self._track_inbox), self.config.intake.track_batch)
+                batch = [self._track_inbox.popleft() for _ in range(n)]
+                await self._guarded(batch[0].topic, self._handle_tracks(batch))
+            await asyncio.sleep(0)  # let the links receive between turns
 
-    async def _handle(self, item: _Received) -> None:
+    async def _guarded(self, topic: str, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except StoreError as exc:
+            self.stats.errors["store"] += 1
+            self._limiter.log(logging.ERROR, "store", "centre: store failed: %s", exc)
+        except Exception:
+            self.stats.errors["internal"] += 1
+            log.exception("centre: message on %s could not be processed", topic)
+
+    def _decoded(self, item: _Received) -> Inbound | None:
+        """The decoded payload, or None when it was rejected (counted and logged)."""
         decoded = decode(
             item.topic, item.payload, self.topics, self.config.intake.max_payload_bytes
         )
@@ -627,6 +700,30 @@ class Centre:
                 decoded.reason,
                 decoded.detail[:300],
             )
+            return None
+        return decoded
+
+    async def _handle_tracks(self, batch: list[_Received]) -> None:
+        """Fuse a batch of received track summaries (anything else is handled one by one)."""
+        tracks: list[Track] = []
+        for item in batch:
+            decoded = self._decoded(item)
+            if decoded is None:
+                continue
+            message = decoded.message
+            if decoded.kind != "track" or not isinstance(message, Track):
+                await self._handle(item)  # a track's end, or a message on a track topic
+                continue
+            if not self._seen.add(message.msg_id):
+                self.stats.duplicates += 1
+                continue
+            self.stats.messages["track"] += 1
+            tracks.append(message)
+        await self._tracks(tracks)
+
+    async def _handle(self, item: _Received) -> None:
+        decoded = self._decoded(item)
+        if decoded is None:
             return
         if decoded.kind == "command":
             assert decoded.verb is not None
@@ -644,7 +741,7 @@ class Centre:
             return
         self.stats.messages[message.type] += 1
         if isinstance(message, Track):
-            await self._track(message)
+            await self._tracks([message])
         elif isinstance(message, Alert):
             await self._alert(message, item.received_at)
         elif isinstance(message, NodeState):
@@ -668,17 +765,25 @@ class Centre:
 
     # ---------------------------------------------------------------------------- tracks
 
-    async def _track(self, track: Track) -> None:
-        node_id = track.provenance.node_id
-        if track.status is TrackStatus.ENDED:
-            self.fuser.drop(node_id, [track.track_id])
-        else:
-            xy = _plane_xy(self.frame, [(track.enu_origin, track.position)])
-            x = np.array([[xy[0, 0], xy[0, 1], track.velocity.vx_mps, track.velocity.vy_mps]])
-            t = seconds_since(track.time, self.epoch)
-            self.fuser.update(t, node_id, [track.track_id], x, np.array([track.state_cov]))
-            self._latest_track_t = max(self._latest_track_t, t)
-        self._pending_tracks.append(track)
+    async def _tracks(self, tracks: list[Track]) -> None:
+        """Fuse track summaries in arrival order: one fuser update per run of one node's
+        summaries of one time, and keep them for the history."""
+        for node_id, ended, run in _runs(tracks):
+            if ended:
+                self.fuser.drop(node_id, [t.track_id for t in run])
+                continue
+            xy = _plane_xy(self.frame, [(t.enu_origin, t.position) for t in run])
+            v = np.array([(t.velocity.vx_mps, t.velocity.vy_mps) for t in run])
+            t_s = seconds_since(run[0].time, self.epoch)
+            self.fuser.update(
+                t_s,
+                node_id,
+                [t.track_id for t in run],
+                np.hstack([xy, v]),
+                np.array([t.state_cov for t in run]),
+            )
+            self._latest_track_t = max(self._latest_track_t, t_s)
+        self._pending_tracks.extend(tracks)
         if len(self._pending_tracks) >= self.config.store.track_batch_max:
             await self._flush_tracks()
 
@@ -972,6 +1077,23 @@ class Centre:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
+
+
+def _runs(tracks: list[Track]) -> list[tuple[str, bool, list[Track]]]:
+    """Split summaries, in order, into runs that one fuser call can take: the same node, the
+    same time, all ended or none, each track at most once."""
+    runs: list[tuple[str, bool, list[Track]]] = []
+    key: tuple[str, datetime, bool] | None = None
+    ids: set[str] = set()
+    for track in tracks:
+        ended = track.status is TrackStatus.ENDED
+        k = (track.provenance.node_id, track.time, ended)
+        if k != key or track.track_id in ids:
+            runs.append((k[0], ended, []))
+            key, ids = k, set()
+        runs[-1][2].append(track)
+        ids.add(track.track_id)
+    return runs
 
 
 def _json(model: BaseModel) -> bytes:
