@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -271,10 +272,263 @@ class MqttDetectionsDevice(BaseDevice):
         return self
 
 
+# ------------------------------------------------------------------------------------ cameras
+
+#: Suffixes of raw 16-bit frame files (little-endian Y16, frames back to back).
+RAW_FRAME_SUFFIXES = (".y16", ".raw")
+#: Suffixes of still images read as a frame sequence (a glob pattern, a directory or one file).
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".pgm")
+#: Network schemes OpenCV's VideoCapture (FFmpeg) reads.
+CAPTURE_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https"})
+_V4L2_DEVICE = re.compile(r"^/dev/video\d+$")
+
+
+def parse_camera_url(url: str) -> DeviceUrl:
+    """Take a camera ``url`` apart; the scheme says which frame source reads it.
+
+    Forms and the ``scheme`` they give:
+
+    * ``tcp://host:port`` → ``tcp``: a raw frame stream (``docs/camera-node.md``, framing);
+    * ``rtsp://…``, ``rtsps://…``, ``http(s)://…`` → ``capture``: a network video stream read by
+      OpenCV's ``VideoCapture`` (FFmpeg);
+    * ``/dev/videoN`` → ``v4l2``: a V4L2 device (UVC cameras, grabbers, thermal cores on USB);
+    * a path ending ``.y16`` or ``.raw`` → ``raw``: raw little-endian 16-bit frames back to back;
+    * a glob pattern, a directory, or a path ending ``.png``/``.tif``/``.tiff``/``.pgm`` →
+      ``images``: still images (8- or 16-bit) in name order, one frame each;
+    * any other path → ``video``: a video file read by ``VideoCapture``.
+    """
+    m = _URL.fullmatch(url)
+    if m is not None:
+        scheme = m["scheme"].lower()
+        if scheme == "tcp":
+            host, port = _host_port(m["rest"], url)
+            return DeviceUrl("tcp", url, host, port)
+        if scheme in CAPTURE_SCHEMES:
+            if not m["rest"]:
+                raise ValueError(f"{url!r}: a stream URL needs a host")
+            return DeviceUrl("capture", url)
+        known = ", ".join(sorted(CAPTURE_SCHEMES | {"tcp"}))
+        raise ValueError(f"{url!r}: unknown camera scheme {scheme!r} (known: {known}, or a path)")
+    if not url.strip() or url != url.strip():
+        raise ValueError(f"{url!r}: a camera path must not be empty or start/end with blanks")
+    if _V4L2_DEVICE.fullmatch(url):
+        return DeviceUrl("v4l2", url)
+    lower = url.lower()
+    if lower.endswith(RAW_FRAME_SUFFIXES):
+        return DeviceUrl("raw", url)
+    if any(c in url for c in "*?[") or url.endswith("/") or lower.endswith(IMAGE_SUFFIXES):
+        return DeviceUrl("images", url)
+    return DeviceUrl("video", url)
+
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class CameraIntrinsicsSettings(BaseModel):
+    """The camera's optics: a horizontal field of view (ideal pinhole, centred) or an OpenCV
+    calibration file (camera matrix and distortion, as ``cv2.FileStorage`` writes them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hfov_deg: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=180.0,
+        description="Horizontal field of view, degrees (square pixels, principal point at the "
+        "centre, no distortion).",
+    )
+    calibration_file: Path | None = Field(
+        default=None,
+        description="OpenCV calibration file (YAML/XML with camera_matrix and "
+        "distortion_coefficients), e.g. from cv2.calibrateCamera. A file that cannot be read "
+        "puts the camera in fault at start; the node goes on.",
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if (self.hfov_deg is None) == (self.calibration_file is None):
+            raise ValueError("give exactly one of hfov_deg and calibration_file")
+        return self
+
+
+class CameraMountSettings(BaseModel):
+    """Where the camera sits on the platform and where it points."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    offset_m: Offset2 = Field(
+        default=(0.0, 0.0),
+        description="Camera position relative to the platform reference point (the GNSS "
+        "antenna), m: (forward, right).",
+    )
+    height_m: float = Field(
+        default=3.0,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="Height of the camera above the water or the flat ground it looks at, m. "
+        "With a downward pitch it turns elevation into range; 0 gives bearing-only detections.",
+    )
+    yaw_deg: Finite = Field(
+        default=0.0,
+        description="Direction of the optical axis clockwise from the platform's bow (or from "
+        "true north for a fixed site), degrees.",
+    )
+    pitch_deg: float = Field(
+        default=0.0,
+        ge=-90.0,
+        le=90.0,
+        description="Tilt of the optical axis, degrees; negative looks down.",
+    )
+    roll_deg: float = Field(
+        default=0.0, ge=-180.0, le=180.0, description="Roll about the optical axis, degrees."
+    )
+    sigma_yaw_deg: float = Field(
+        default=0.2,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="1-σ uncertainty of the mount yaw (alignment error), degrees.",
+    )
+    sigma_pitch_deg: float = Field(
+        default=0.3,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="1-σ uncertainty of the pitch (boat motion, alignment), degrees; it sets "
+        "how well elevation gives range.",
+    )
+
+
+class CameraSiteSettings(BaseModel):
+    """A camera on a fixed mast (no GNSS of its own): its surveyed position and heading."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lat_deg: float = Field(ge=-90.0, le=90.0, description="Latitude of the camera, degrees.")
+    lon_deg: float = Field(ge=-180.0, le=180.0, description="Longitude of the camera, degrees.")
+    heading_deg: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=360.0,
+        description="Reference direction the mount yaw is counted from, degrees clockwise from "
+        "true north (0: the mount yaw is a true bearing).",
+    )
+    sigma_pos_m: float = Field(
+        default=1.0, ge=0.0, allow_inf_nan=False, description="1-σ position error, m."
+    )
+    sigma_heading_deg: float = Field(
+        default=0.1, ge=0.0, allow_inf_nan=False, description="1-σ heading error, degrees."
+    )
+
+
+class Y16Conversion(BaseModel):
+    """Linear conversion of raw 16-bit radiometric counts to temperature:
+    ``kelvin = gain_k_per_count · count + offset_k`` (FLIR Boson/Lepton radiometric
+    "TLinear" output: gain 0.01 K per count, offset 0)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gain_k_per_count: float = Field(
+        default=0.01, gt=0.0, allow_inf_nan=False, description="Kelvin per count."
+    )
+    offset_k: Finite = Field(default=0.0, description="Kelvin at count 0.")
+
+
+class CameraDevice(BaseDevice):
+    """Fields of every camera: frame source, frame format, optics, mount, pose source and the
+    frame-handling limits. ``docs/camera-node.md`` describes them with a YAML example."""
+
+    url: str = Field(
+        description="Frame source: tcp://host:port (raw frame stream), rtsp://… or http(s)://… "
+        "(video stream), /dev/videoN (V4L2), a video file, a raw .y16 file, or still images "
+        "(a glob pattern such as /data/frames/*.png, or a directory)."
+    )
+    width: int = Field(gt=0, le=8192, description="Frame width, pixels; others are rejected.")
+    height: int = Field(gt=0, le=8192, description="Frame height, pixels; others are rejected.")
+    fps: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1000.0,
+        description="Pace at which files (video, raw, images) are played, frames/s; default "
+        "the video's own rate, else 30. Live sources are read as fast as they send.",
+    )
+    intrinsics: CameraIntrinsicsSettings = Field(description="The camera's optics.")
+    mount: CameraMountSettings = Field(
+        default_factory=CameraMountSettings, description="Mount position and pointing."
+    )
+    site: CameraSiteSettings | None = Field(
+        default=None,
+        description="A fixed camera's surveyed pose; without it the pose comes from the "
+        "node's GNSS (a gps device) at each frame's time.",
+    )
+    pixel_sigma: float = Field(
+        default=0.5,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="1-σ error of a detection's centre in the image, pixels.",
+    )
+    max_frames_in_flight: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Frames handed to detection and not yet done; a frame arriving when this "
+        "many are in flight is dropped and counted (frames_dropped).",
+    )
+    stale_after_s: PositiveSeconds = Field(
+        default=3.0, description="The camera is stale when no frame was accepted for this long, s."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_parses(cls, url: str) -> str:
+        parse_camera_url(url)
+        return url
+
+    @property
+    def endpoint(self) -> DeviceUrl:
+        """The parsed ``url`` (scheme ``tcp``, ``capture``, ``v4l2``, ``raw``, ``images`` or
+        ``video``)."""
+        return parse_camera_url(self.url)
+
+
+class ThermalCameraDevice(CameraDevice):
+    """A thermal imaging camera: 16-bit radiometric frames (Y16) or its 8-bit video."""
+
+    type: Literal["thermal_camera"] = Field(
+        default="thermal_camera", description="Device type: thermal_camera."
+    )
+    pixel_format: Literal["y16", "y8"] = Field(
+        default="y16",
+        description="y16: raw 16-bit counts (raw stream/files, 16-bit images, V4L2 Y16); y8: "
+        "the camera's 8-bit video (RTSP, video files).",
+    )
+    y16: Y16Conversion = Field(
+        default_factory=Y16Conversion, description="Counts to temperature (y16 only)."
+    )
+
+
+class NightVisionCameraDevice(CameraDevice):
+    """A night-vision / low-light camera: 8-bit grayscale video (colour is converted)."""
+
+    type: Literal["nightvision_camera"] = Field(
+        default="nightvision_camera", description="Device type: nightvision_camera."
+    )
+    pixel_format: Literal["y8"] = Field(default="y8", description="Always y8 (8-bit gray).")
+
+
+AnyCamera = ThermalCameraDevice | NightVisionCameraDevice
+"""The camera device models."""
+
 AnyDevice = (
-    GpsDevice | AisDevice | RadarDevice | Gmp343Device | SenseAirDevice | MqttDetectionsDevice
+    GpsDevice
+    | AisDevice
+    | RadarDevice
+    | Gmp343Device
+    | SenseAirDevice
+    | MqttDetectionsDevice
+    | ThermalCameraDevice
+    | NightVisionCameraDevice
 )
 """The device models as a plain union (for annotations outside pydantic)."""
 
 DeviceConfig = Annotated[AnyDevice, Field(discriminator="type")]
-"""Any device, keyed by ``type``: gps, ais, radar, gmp343, senseair or mqtt_detections."""
+"""Any device, keyed by ``type``: gps, ais, radar, gmp343, senseair, mqtt_detections,
+thermal_camera or nightvision_camera."""

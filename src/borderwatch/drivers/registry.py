@@ -23,6 +23,8 @@ DRIVER_PATHS: dict[str, str] = {
     "gmp343": "borderwatch.drivers.co2:Gmp343Driver",
     "senseair": "borderwatch.drivers.co2:SenseAirDriver",
     "mqtt_detections": "borderwatch.drivers.detections:MqttDetectionDriver",
+    "thermal_camera": "borderwatch.drivers.camera:CameraDriver",
+    "nightvision_camera": "borderwatch.drivers.camera:CameraDriver",
 }
 
 
