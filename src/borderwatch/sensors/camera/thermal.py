@@ -48,6 +48,8 @@ __all__ = ["ThermalDetector", "robust_noise"]
 _KERNEL3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
 #: Sparse grid step of the noise estimate, pixels.
 _NOISE_STEP = 4
+#: Cell of the local clutter estimate, pixels (a multiple of the noise grid step).
+_CELL_PX = 16
 #: A robust σ is never below this many counts (quantisation).
 _MIN_NOISE = 0.5
 #: Fraction of a blob's pixels that must be static for the blob to be static.
@@ -61,6 +63,26 @@ def robust_noise(frame: NDArray[np.integer]) -> float:
     b = frame[::_NOISE_STEP, 1::_NOISE_STEP].astype(np.float32)
     d = np.abs(a[:, : b.shape[1]] - b[:, : a.shape[1]])
     return max(float(np.median(d)) * 1.4826 / float(np.sqrt(2.0)), _MIN_NOISE)
+
+
+def clutter_map(contrast: NDArray[Any], shape: tuple[int, ...]) -> tuple[float, FloatArray]:
+    """The contrast's median level and a map of its local robust spread (both in counts).
+
+    The spread is the median absolute deviation from the level of a sparse sample in each
+    ``_CELL_PX`` square cell (robust to a target filling part of the cell), smoothed over
+    3×3 cells and interpolated to full size: textured water or terrain raises the threshold
+    where it is, not everywhere.
+    """
+    sample = contrast[::_NOISE_STEP, ::_NOISE_STEP].astype(np.float32)
+    level = float(np.median(sample))
+    step = _CELL_PX // _NOISE_STEP
+    rows, cols = sample.shape[0] // step, sample.shape[1] // step
+    blocks = np.abs(sample[: rows * step, : cols * step] - level)
+    blocks = blocks.reshape(rows, step, cols, step).transpose(0, 2, 1, 3).reshape(rows, cols, -1)
+    spread = np.median(blocks, axis=2) * 1.4826
+    spread = cv2.blur(spread, (3, 3), borderType=cv2.BORDER_REPLICATE)
+    full = cv2.resize(spread, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    return level, np.asarray(full, dtype=np.float64)
 
 
 class ThermalDetector:
@@ -103,8 +125,8 @@ class ThermalDetector:
         background = cv2.morphologyEx(f, cv2.MORPH_OPEN, self._background_kernel)
         contrast = cv2.subtract(f, background)  # saturates at 0: warm contrast only
         sigma = robust_noise(f)
-        level = float(np.median(contrast[::_NOISE_STEP, ::_NOISE_STEP]))
-        threshold = max(s.contrast_k / gain, level + s.snr * sigma)
+        level, clutter = clutter_map(contrast, f.shape)
+        threshold = np.maximum(s.contrast_k / gain, level + s.snr * np.maximum(clutter, sigma))
         warm = np.asarray(
             cv2.morphologyEx((contrast > threshold).astype(np.uint8), cv2.MORPH_CLOSE, _KERNEL3)
         )
@@ -121,7 +143,12 @@ class ThermalDetector:
             is_static = blobs.fraction(static) > _STATIC_FRACTION
             self.suppressed_static += int(np.count_nonzero(keep & is_static))
             keep &= ~is_static
-        score = 1.0 - 0.5 * np.exp(-(blobs.peak - threshold) / threshold)
+        # Each blob's threshold where it peaks is close enough to its threshold everywhere.
+        at = threshold[
+            np.clip(np.rint(blobs.cy), 0, f.shape[0] - 1).astype(np.int64),
+            np.clip(np.rint(blobs.cx), 0, f.shape[1] - 1).astype(np.int64),
+        ]
+        score = 1.0 - 0.5 * np.exp(-(blobs.peak - at) / at)
         keep &= score >= s.min_score
         return to_detections(blobs, keep, score, self.geometry, s.surface, s.max_detections)
 
