@@ -202,8 +202,9 @@ def test_frame_checks() -> None:
     reasons = {
         "wrong_size": thermal(rng, W + 1, H),
         "wrong_format": (ok >> 8).astype(np.uint8),
-        "all_black": np.zeros((H, W), np.uint16),
+        "black": np.zeros((H, W), np.uint16),
         "saturated": np.full((H, W), 65535, np.uint16),
+        "flat": np.full((H, W), 29000, np.uint16),
     }
     for reason, image in reasons.items():
         bad = check_frame(image, W, H, "y16")
@@ -298,7 +299,7 @@ async def test_bad_frames_on_the_stream_are_counted_and_good_ones_go_on() -> Non
             await wait_until(lambda: driver.health().errors >= 6, "six rejections")
             health = driver.health()
             assert [r.item.data["seq"] for r in frames.readings] == [0, 7]
-            for reason in ("wrong_size", "all_black", "saturated", "wrong_format", "corrupt"):
+            for reason in ("wrong_size", "black", "saturated", "wrong_format", "corrupt"):
                 assert health.rejected.get(reason) == 1, reason
             assert health.rejected.get("malformed") == 1
 

@@ -14,6 +14,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from borderwatch.config.camera import DetectorSettings, MountSettings
+
 #: Schemes of pyserial's URL handlers that a device may use besides a plain device path.
 PYSERIAL_SCHEMES = frozenset({"socket", "rfc2217", "loop"})
 #: Schemes borderwatch opens itself: TCP client, UDP listener, MQTT subscription.
@@ -321,9 +323,6 @@ def parse_camera_url(url: str) -> DeviceUrl:
     return DeviceUrl("video", url)
 
 
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-
-
 class CameraIntrinsicsSettings(BaseModel):
     """The camera's optics: a horizontal field of view (ideal pinhole, centred) or an OpenCV
     calibration file (camera matrix and distortion, as ``cv2.FileStorage`` writes them)."""
@@ -351,50 +350,19 @@ class CameraIntrinsicsSettings(BaseModel):
         return self
 
 
-class CameraMountSettings(BaseModel):
-    """Where the camera sits on the platform and where it points."""
-
-    model_config = ConfigDict(extra="forbid")
+class CameraMountSettings(MountSettings):
+    """Where the camera sits on the platform and where it points (angles relative to the
+    platform's heading, or to the site's reference direction)."""
 
     offset_m: Offset2 = Field(
         default=(0.0, 0.0),
         description="Camera position relative to the platform reference point (the GNSS "
         "antenna), m: (forward, right).",
     )
-    height_m: float = Field(
-        default=3.0,
-        ge=0.0,
-        allow_inf_nan=False,
-        description="Height of the camera above the water or the flat ground it looks at, m. "
-        "With a downward pitch it turns elevation into range; 0 gives bearing-only detections.",
-    )
-    yaw_deg: Finite = Field(
-        default=0.0,
-        description="Direction of the optical axis clockwise from the platform's bow (or from "
-        "true north for a fixed site), degrees.",
-    )
-    pitch_deg: float = Field(
-        default=0.0,
-        ge=-90.0,
-        le=90.0,
-        description="Tilt of the optical axis, degrees; negative looks down.",
-    )
-    roll_deg: float = Field(
-        default=0.0, ge=-180.0, le=180.0, description="Roll about the optical axis, degrees."
-    )
-    sigma_yaw_deg: float = Field(
-        default=0.2,
-        ge=0.0,
-        allow_inf_nan=False,
-        description="1-σ uncertainty of the mount yaw (alignment error), degrees.",
-    )
-    sigma_pitch_deg: float = Field(
-        default=0.3,
-        ge=0.0,
-        allow_inf_nan=False,
-        description="1-σ uncertainty of the pitch (boat motion, alignment), degrees; it sets "
-        "how well elevation gives range.",
-    )
+
+    def geometry(self) -> dict[str, float]:
+        """The fields of :class:`borderwatch.sensors.camera.geometry.CameraMount`."""
+        return self.model_dump(exclude={"offset_m"})
 
 
 class CameraSiteSettings(BaseModel):
@@ -417,19 +385,6 @@ class CameraSiteSettings(BaseModel):
     sigma_heading_deg: float = Field(
         default=0.1, ge=0.0, allow_inf_nan=False, description="1-σ heading error, degrees."
     )
-
-
-class Y16Conversion(BaseModel):
-    """Linear conversion of raw 16-bit radiometric counts to temperature:
-    ``kelvin = gain_k_per_count · count + offset_k`` (FLIR Boson/Lepton radiometric
-    "TLinear" output: gain 0.01 K per count, offset 0)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    gain_k_per_count: float = Field(
-        default=0.01, gt=0.0, allow_inf_nan=False, description="Kelvin per count."
-    )
-    offset_k: Finite = Field(default=0.0, description="Kelvin at count 0.")
 
 
 class CameraDevice(BaseDevice):
@@ -475,6 +430,20 @@ class CameraDevice(BaseDevice):
     stale_after_s: PositiveSeconds = Field(
         default=3.0, description="The camera is stale when no frame was accepted for this long, s."
     )
+    detector: DetectorSettings = Field(
+        default_factory=DetectorSettings,
+        description="The frame detector (docs/cameras.md), including the Y16 conversion to "
+        "temperature (y16_gain_k, y16_offset_k); its intrinsics and mount come from the device.",
+    )
+
+    @model_validator(mode="after")
+    def _detector_fits(self) -> Self:
+        if self.detector.intrinsics is not None or self.detector.mount is not None:
+            raise ValueError("set intrinsics and mount on the camera device, not in detector")
+        kind = "nightvision" if self.type == "nightvision_camera" else "thermal"
+        if self.detector.kind != kind:
+            raise ValueError(f"a {self.type} needs detector kind {kind!r}")
+        return self
 
     @field_validator("url")
     @classmethod
@@ -500,9 +469,6 @@ class ThermalCameraDevice(CameraDevice):
         description="y16: raw 16-bit counts (raw stream/files, 16-bit images, V4L2 Y16); y8: "
         "the camera's 8-bit video (RTSP, video files).",
     )
-    y16: Y16Conversion = Field(
-        default_factory=Y16Conversion, description="Counts to temperature (y16 only)."
-    )
 
 
 class NightVisionCameraDevice(CameraDevice):
@@ -512,6 +478,11 @@ class NightVisionCameraDevice(CameraDevice):
         default="nightvision_camera", description="Device type: nightvision_camera."
     )
     pixel_format: Literal["y8"] = Field(default="y8", description="Always y8 (8-bit gray).")
+    detector: DetectorSettings = Field(
+        default_factory=lambda: DetectorSettings(kind="nightvision"),
+        description="The frame detector (docs/cameras.md), kind nightvision; its intrinsics "
+        "and mount come from the device.",
+    )
 
 
 AnyCamera = ThermalCameraDevice | NightVisionCameraDevice

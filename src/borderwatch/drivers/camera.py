@@ -19,8 +19,8 @@ stream that closes: the driver reopens them after its backoff (a rotated file is
 
 :class:`CameraDriver` is a :class:`~borderwatch.drivers.base.Driver`: reconnect with capped,
 jittered backoff, rate-limited logs and :class:`~borderwatch.drivers.base.SensorHealth` come
-from the base. Each frame is checked (:func:`check_frame`: size, pixel type, all black,
-saturated) and rejected under its reason, or handed on as a :class:`Reading` whose item data is
+from the base. Each frame is checked (:func:`check_frame`: size, pixel type, black, saturated,
+flat) and rejected under its reason, or handed on as a :class:`Reading` whose item data is
 ``{"kind": "frame", "image": ndarray, "seq", "t_capture", "ticket"}``. Detection is CPU-heavy,
 so the driver hands on at most ``max_frames_in_flight`` frames that the next stage has not
 finished (:class:`FrameCredits`); a frame arriving when all are taken is dropped and counted
@@ -65,11 +65,6 @@ STREAM_READ_BYTES = 1 << 20
 DEFAULT_FILE_FPS = 30.0
 #: A frame handed on and not returned within this time frees its credit (``frames_lost``), s.
 FRAME_TIMEOUT_S = 10.0
-#: Part of a frame's sampled pixels at the type's minimum (maximum) that makes it all black
-#: (saturated): a lens cap, a dead sensor, the sun in the field of view.
-BLANK_FRACTION = 0.98
-#: Stride of the pixel sample the blank checks look at (every 4th row and column).
-BLANK_SAMPLE_STRIDE = 4
 #: Outcomes of the next stage that mean the camera cannot work at all (status ``fault``).
 FATAL_OUTCOMES = frozenset({"bad_calibration", "no_detector"})
 #: Outcome key of a frame that went through the next stage.
@@ -166,21 +161,23 @@ def check_frame(image: Image, width: int, height: int, pixel_format: str) -> Rej
     """Why a frame cannot be used, or None when it can.
 
     Reasons: ``wrong_size`` (not ``width``×``height``), ``wrong_format`` (not the configured
-    pixel type), ``all_black`` / ``saturated`` (at least :data:`BLANK_FRACTION` of a pixel
-    sample at the type's minimum / maximum).
+    pixel type), and what :func:`borderwatch.sensors.camera.detect.check_frame` refuses for
+    every detector: ``black`` (no signal: lens cap, dead sensor), ``saturated`` (the sun, a
+    fire filling the view), ``flat`` (one value everywhere: a shutter closed for calibration).
     """
+    from borderwatch.sensors.camera.detect import FrameError
+    from borderwatch.sensors.camera.detect import check_frame as detector_check
+
     if image.ndim != 2 or image.shape != (height, width):
         shape = "×".join(str(n) for n in image.shape[::-1])
         return Rejected("wrong_size", f"frame of {shape} pixels, expected {width}×{height}")
     expected = np.uint16 if pixel_format == "y16" else np.uint8
     if image.dtype != expected:
         return Rejected("wrong_format", f"{image.dtype} pixels, expected {pixel_format}")
-    sample = image[::BLANK_SAMPLE_STRIDE, ::BLANK_SAMPLE_STRIDE]
-    limit = BLANK_FRACTION * sample.size
-    if np.count_nonzero(sample == 0) >= limit:
-        return Rejected("all_black", "the frame is black (lens cap, dead sensor?)")
-    if np.count_nonzero(sample == np.iinfo(image.dtype).max) >= limit:
-        return Rejected("saturated", "the frame is saturated (sun, hot object filling the view?)")
+    try:
+        detector_check(image)
+    except FrameError as exc:
+        return Rejected(exc.key, exc.reason)
     return None
 
 
