@@ -96,6 +96,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from borderwatch.bench_node import run_node_bench
 
         result = run_node_bench(args.seconds, progress=lambda msg: log.info("bench: %s", msg))
+    elif args.suite == "camera":
+        from borderwatch.bench_camera import run_camera_bench
+
+        result = run_camera_bench(seed=args.seed)
     elif args.suite == "e2e":
         from borderwatch.bench_e2e import run_e2e_bench
 
@@ -120,6 +124,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:
         print(result["text"])
     return 0
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from borderwatch.camera_detect import detect_command
+
+    return detect_command(args.inputs, args.out, args.camera)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -241,12 +251,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--p", type=float, default=2.0, help="GOSPA order p")
     p.set_defaults(func=_cmd_score)
 
+    p = sub.add_parser(
+        "detect",
+        help="detect warm bodies / movers in thermal or night-vision images and videos; "
+        "writes file,frame,x,y,w,h,score,label",
+    )
+    p.add_argument("inputs", type=Path, nargs="+", metavar="IMAGE_OR_VIDEO")
+    p.add_argument("--out", type=Path, required=True, help="output CSV file")
+    p.add_argument(
+        "--camera", type=Path, default=None, help="camera YAML: detector, intrinsics, mount"
+    )
+    p.set_defaults(func=_cmd_detect)
+
     p = sub.add_parser("bench", help="measure tracker (default) or device-parser figures")
     p.add_argument(
         "suite",
         nargs="?",
         default="tracker",
-        choices=["tracker", "parsers", "node", "e2e"],
+        choices=["tracker", "parsers", "node", "e2e", "camera"],
         help="what to measure (default: %(default)s)",
     )
     p.add_argument(

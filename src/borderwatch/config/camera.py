@@ -111,7 +111,7 @@ class DetectorSettings(BaseModel):
         description="peak temperature above which a small blob is a hot spot (lamp, exhaust), K",
     )
     hotspot_max_area_px: int = Field(
-        64, ge=0, description="blobs up to this area hotter than max_body_k are hot spots"
+        400, ge=0, description="blobs up to this area hotter than max_body_k are hot spots"
     )
     min_score: FiniteFloat = Field(0.3, ge=0, le=1, description="least score reported")
     background_model: bool = Field(

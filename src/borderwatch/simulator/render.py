@@ -214,11 +214,22 @@ def _vignette(shape: tuple[int, int]) -> FloatArray:
     return np.asarray((y[:, None] ** 2 + x[None, :] ** 2) / 2.0, dtype=np.float64)
 
 
+_FPN_CACHE: dict[tuple[Any, ...], FloatArray] = {}
+
+
 def _fixed_pattern(scene: ThermalScene, shape: tuple[int, int]) -> FloatArray:
-    fpn = np.random.Generator(np.random.PCG64(scene.fpn_seed))
-    pixel = fpn.normal(0.0, scene.fpn_k, shape)
-    column = fpn.normal(0.0, scene.column_fpn_k, shape[1])
-    return np.asarray(pixel + column[None, :], dtype=np.float64)
+    """The sensor's fixed-pattern offsets (the same every frame for one ``fpn_seed``)."""
+    key = (scene.fpn_seed, scene.fpn_k, scene.column_fpn_k, shape)
+    cached = _FPN_CACHE.get(key)
+    if cached is None:
+        fpn = np.random.Generator(np.random.PCG64(scene.fpn_seed))
+        pixel = fpn.normal(0.0, scene.fpn_k, shape)
+        column = fpn.normal(0.0, scene.column_fpn_k, shape[1])
+        cached = np.asarray(pixel + column[None, :], dtype=np.float64)
+        if len(_FPN_CACHE) > 8:
+            _FPN_CACHE.clear()
+        _FPN_CACHE[key] = cached
+    return cached
 
 
 def _disc(img: FloatArray, spot: HotSpot, value: float) -> None:
