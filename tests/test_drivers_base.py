@@ -322,6 +322,29 @@ def test_json_detection_array_rejects_bad_items_one_by_one() -> None:
     assert accepted.data["messages"] == [examples()["detection-bearing-only"]] * 2
 
 
+def test_json_detection_array_checks_local_metres_item_by_item() -> None:
+    # The whole-scan path checks x_m/y_m against lat/lon for all items at once; its verdicts
+    # are those of the one-object path, item by item.
+    good = examples()["detection-position"].model_dump(mode="json")
+    shifted = json.loads(json.dumps(good))
+    shifted["measurement"]["position"]["x_m"] += 40.0  # 40 m off what lat/lon say
+    no_origin = json.loads(json.dumps(good))
+    no_origin["enu_origin"] = None
+    items = JsonDetectionParser().feed(_array(good, shifted, good, no_origin))
+    rejected = [i for i in items if isinstance(i, Rejected)]
+    assert [(r.reason, r.detail.split(":")[0]) for r in rejected] == [
+        ("schema", "item 1"),
+        ("schema", "item 3"),
+    ]
+    (alone,) = JsonDetectionParser().feed(json.dumps(shifted).encode())
+    assert isinstance(alone, Rejected)
+    assert "disagree with lat/lon by 40.0 m" in rejected[0].detail
+    assert "disagree with lat/lon by 40.0 m" in alone.detail
+    assert "need enu_origin" in rejected[1].detail
+    (accepted,) = [i for i in items if isinstance(i, Accepted)]
+    assert len(accepted.data["messages"]) == 2
+
+
 def test_json_detection_array_limits() -> None:
     good = json.loads(_payload())
     (item,) = JsonDetectionParser().feed(_array(*[good] * (MAX_ITEMS + 1)))

@@ -34,6 +34,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -334,6 +335,48 @@ def _origin_ecef(lat_deg: float, lon_deg: float, alt_m: float) -> tuple[float, f
     return float(x), float(y), float(z)
 
 
+#: Validation context key: a caller that validates many messages at once and then checks their
+#: local positions together with :func:`local_position_problems` sets it to skip the
+#: one-by-one check (``TypeAdapter(list[Detection]).validate_json(data, context={KEY: True})``).
+DEFER_POSITION_CHECK: Final = "borderwatch.defer_position_check"
+
+
+def local_position_problems(
+    messages: Sequence[tuple[EnuOrigin | None, Sequence[GeoPoint]]],
+) -> list[str | None]:
+    """:func:`check_local_positions` of many messages at once, vectorised per origin: for each
+    ``(origin, points)`` None, or the problem :func:`check_local_positions` would raise."""
+    problems: list[str | None] = [None] * len(messages)
+    by_origin: dict[tuple[float, float, float], list[tuple[int, GeoPoint]]] = {}
+    for k, (origin, points) in enumerate(messages):
+        for p in points:
+            if p.x_m is None or p.y_m is None:
+                continue
+            if origin is None:
+                problems[k] = "positions with x_m/y_m need enu_origin"
+                break
+            key = (origin.lat_deg, origin.lon_deg, origin.alt_m)
+            by_origin.setdefault(key, []).append((k, p))
+    for (lat0, lon0, alt0), rows in by_origin.items():
+        lat = np.array([p.lat_deg for _, p in rows])
+        lon = np.array([p.lon_deg for _, p in rows])
+        alt = np.array([alt0 if p.alt_m is None else p.alt_m for _, p in rows])
+        local = np.array([(p.x_m, p.y_m) for _, p in rows], dtype=np.float64)
+        x, y, z = pymap3d.geodetic2ecef(lat, lon, alt)
+        x0, y0, z0 = _origin_ecef(lat0, lon0, alt0)
+        e, n, _u = pymap3d.uvw2enu(x - x0, y - y0, z - z0, lat0, lon0)
+        error = np.hypot(local[:, 0] - e, local[:, 1] - n)
+        bad = error > ENU_TOLERANCE_M + ENU_TOLERANCE_REL * np.hypot(e, n)
+        for i in np.flatnonzero(bad).tolist():
+            k, p = rows[i]
+            if problems[k] is None:
+                problems[k] = (
+                    f"x_m/y_m ({p.x_m:.2f}, {p.y_m:.2f}) disagree with lat/lon by "
+                    f"{error[i]:.1f} m as seen from enu_origin ({lat0}, {lon0}); wrong origin?"
+                )
+    return problems
+
+
 def check_local_positions(origin: EnuOrigin | None, points: Sequence[GeoPoint]) -> None:
     """Raise ValueError unless every point's ``x_m``/``y_m`` is explained by ``origin``.
 
@@ -504,14 +547,20 @@ class Envelope(WireModel):
         "when any is given.",
     )
 
-    @model_validator(mode="before")
+    @field_validator("schema_version", mode="before")
     @classmethod
-    def _known_version(cls, data: Any) -> Any:
-        return check_schema_version(data)
+    def _known_version(cls, version: Any) -> Any:
+        # A field validator, not a model one: a model "before" validator would make
+        # pydantic-core hand the whole payload to Python first, which doubled the cost of
+        # reading a detection. parse_message() checks the version before anything else, so
+        # a payload of another major version still gets that one clear error there.
+        check_schema_version({"schema_version": version})
+        return version
 
     @model_validator(mode="after")
-    def _local_positions_agree(self) -> Self:
-        check_local_positions(self.enu_origin, self.geo_points())
+    def _local_positions_agree(self, info: ValidationInfo) -> Self:
+        if not (info.context and info.context.get(DEFER_POSITION_CHECK)):
+            check_local_positions(self.enu_origin, self.geo_points())
         return self
 
     def geo_points(self) -> list[GeoPoint]:

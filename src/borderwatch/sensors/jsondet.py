@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from borderwatch.schema import Detection, MessageError, parse_message
+from borderwatch.schema.common import DEFER_POSITION_CHECK, local_position_problems
 from borderwatch.sensors.base import Accepted, Item, Rejected, StreamParser
 
 #: Largest payload accepted, bytes: a Detection is well under 2 KiB, a scan of
@@ -83,19 +84,24 @@ def _parse_object(data: bytes, line: int) -> Item:
 
 def _parse_array(data: bytes, line: int) -> list[Item]:
     try:
-        # The common case, a whole good scan: one pass of pydantic-core over the bytes.
-        messages = _DETECTIONS.validate_json(data)
+        # The common case, a whole good scan: one pass of pydantic-core over the bytes. The
+        # check that local metres agree with lat/lon is then made for the whole scan at once
+        # (numpy per origin), with the verdicts the one-by-one check would give.
+        messages = _DETECTIONS.validate_json(data, context={DEFER_POSITION_CHECK: True})
     except ValidationError:
         return _parse_items(data, line)
     if len(messages) > MAX_ITEMS:
         return [Rejected("oversized", f"{len(messages)} items > {MAX_ITEMS}", line)]
     items: list[Item] = []
     good: list[Detection] = []
-    for i, message in enumerate(messages):
-        if "schema_version" in message.model_fields_set:
-            good.append(message)
-        else:
+    problems = local_position_problems([(m.enu_origin, m.geo_points()) for m in messages])
+    for i, (message, problem) in enumerate(zip(messages, problems, strict=True)):
+        if "schema_version" not in message.model_fields_set:
             items.append(Rejected("schema", f"item {i}: schema_version: Field required", line))
+        elif problem is not None:
+            items.append(Rejected("schema", f"item {i}: {problem}"[:300], line))
+        else:
+            good.append(message)
     if good:
         items.append(Accepted("detections", {"kind": "detection", "messages": good}, line))
     return items
