@@ -696,9 +696,9 @@ async def test_a_step_of_track_summaries_goes_into_the_outbox_together(tmp_path:
     output = MqttOutput(settings_for("mqtt://127.0.0.1:1", tmp_path), NODE)
     try:
         await output.publish(alert(1))
-        await output.publish_tracks([track(1, hits=1), track(2, hits=1)])
-        await output.publish_tracks([])
-        await output.publish_tracks([track(2, hits=2), track(3, hits=2)])
+        await output.publish_batch([track(1, hits=1), track(2, hits=1)])
+        await output.publish_batch([])
+        await output.publish_batch([track(2, hits=2), track(3, hits=2)])
         items = output.outbox.peek(10)
         assert items[0].topic == topics.alert()  # the alert stays first
         summaries = [Track.model_validate_json(i.payload) for i in items[1:]]

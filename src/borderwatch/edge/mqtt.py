@@ -350,12 +350,8 @@ class MqttOutput:
         Never waits for the network. Detections other than the node's own position are not
         published (the ``det`` topics carry networked sensors' detections to the node).
         """
-        if isinstance(message, Alert | Concealment):
-            pub = alert_publication(message)
-            self.outbox.put(self._pending(message, pub), durable=True)
-            self._outbox_wake.set()
-        elif isinstance(message, Track):
-            await self.publish_tracks([message])
+        if isinstance(message, Alert | Concealment | Track):
+            await self.publish_batch([message])
         elif isinstance(message, NodeState):
             self._last_state = (message, time.monotonic())
             self._set_live(state_publications(message))
@@ -370,12 +366,19 @@ class MqttOutput:
                     message.type,
                 )
 
-    async def publish_tracks(self, tracks: Sequence[Track]) -> None:
-        """Queue track summaries (a tracker step's) in the outbox in one transaction.
+    async def publish_batch(self, messages: Sequence[Alert | Concealment | Track]) -> None:
+        """Queue a tracker step's alerts and track summaries in the outbox: the alerts in one
+        durable transaction (one disk sync however many a step raised), the summaries in one
+        ordinary one.
 
         Each track's rows replace its waiting ones, as :meth:`publish` does one at a time; one
         commit for the whole step keeps a thousand tracks a second affordable.
         """
+        alerts = [
+            self._pending(m, alert_publication(m))
+            for m in messages
+            if isinstance(m, Alert | Concealment)
+        ]
         groups = [
             (
                 track.track_id,
@@ -384,10 +387,14 @@ class MqttOutput:
                     for p in track_publications(track, self._track_kind(track))
                 ],
             )
-            for track in tracks
+            for track in messages
+            if isinstance(track, Track)
         ]
+        if alerts:
+            self.outbox.put(alerts, durable=True)
         if groups:
             self.outbox.put_groups(groups, durable=False)
+        if alerts or groups:
             self._outbox_wake.set()
 
     def backlog(self) -> tuple[int, datetime | None]:

@@ -83,11 +83,12 @@ class Output(Protocol):
 
 
 @runtime_checkable
-class TrackBatchOutput(Output, Protocol):
-    """An output that stores a tracker step's track summaries together (one transaction)."""
+class BatchOutput(Output, Protocol):
+    """An output that stores a tracker step's alerts and track summaries together (one
+    transaction each)."""
 
-    async def publish_tracks(self, tracks: Sequence[Track]) -> None:
-        """Send or store the summaries; raising is logged and counted, never fatal."""
+    async def publish_batch(self, messages: Sequence[Alert | Track]) -> None:
+        """Send or store the messages; raising is logged and counted, never fatal."""
 
 
 class Node:
@@ -282,13 +283,14 @@ class Node:
         result: StepResult = await asyncio.to_thread(self.tracker.step, detections, t)
         self.step_seconds.append(time.perf_counter() - started)
         del self.step_seconds[:-1000]
-        for alert in result.alerts:
-            await self._alert(alert)
-        await self._concealments(t)
+        batch: list[Alert | Track] = [
+            message for alert in result.alerts if (message := self._alert(alert)) is not None
+        ]
         if result.tables and result.tracks.t - self._last_tracks_t >= self.track_interval_s:
             self._last_tracks_t = result.tracks.t
-            tracks = tracks_from_table(result.tracks, self.publisher, vessels=self.stage.ais.lookup)
-            await self._publish_tracks(tracks)
+            batch += tracks_from_table(result.tracks, self.publisher, vessels=self.stage.ais.lookup)
+        await self._publish_batch(batch)
+        await self._concealments(t)
         if t - self._last_pli_t >= self.track_interval_s:
             self._last_pli_t = t
             await self._pli(t)
@@ -339,14 +341,15 @@ class Node:
                 continue
             await self._publish(message)
 
-    async def _alert(self, alert: BorderAlert) -> None:
+    def _alert(self, alert: BorderAlert) -> Alert | None:
+        """The alert message of a core alert (logged), or None when it cannot be converted."""
         previous = self._open_alerts.get(alert.alert_id)
         try:
             message = alert_from_core(alert, self.publisher, previous=previous)
         except ValueError as exc:
             self.errors["alert_conversion"] += 1
             log.error("alert %s could not be converted: %s", alert.alert_id, exc)
-            return
+            return None
         if alert.event is AlertEvent.END:
             self._open_alerts.pop(alert.alert_id, None)
         else:
@@ -360,7 +363,7 @@ class Node:
             message.direction,
             message.after.p_cross,
         )
-        await self._publish(message)
+        return message
 
     async def _publish(self, message: Envelope) -> None:
         for output in self.outputs:
@@ -372,20 +375,23 @@ class Node:
             else:
                 self.published += 1
 
-    async def _publish_tracks(self, tracks: list[Track]) -> None:
-        """A step's track summaries: in one call to an output that takes them together."""
+    async def _publish_batch(self, messages: list[Alert | Track]) -> None:
+        """A step's alerts, then its track summaries: in one call to an output that takes
+        them together, one by one to the others."""
+        if not messages:
+            return
         for output in self.outputs:
             try:
-                if isinstance(output, TrackBatchOutput):
-                    await output.publish_tracks(tracks)
+                if isinstance(output, BatchOutput):
+                    await output.publish_batch(messages)
                 else:
-                    for track in tracks:
-                        await output.publish(track)
+                    for message in messages:
+                        await output.publish(message)
             except Exception as exc:  # an output must never take the node down
                 self.errors[f"output_{output.name}"] += 1
-                log.error("output %s failed on %d tracks: %s", output.name, len(tracks), exc)
+                log.error("output %s failed on %d messages: %s", output.name, len(messages), exc)
             else:
-                self.published += len(tracks)
+                self.published += len(messages)
 
     async def _health(self) -> None:
         while True:
