@@ -133,10 +133,14 @@ class CameraIntrinsics:
         path = Path(path)
         if not path.is_file():
             raise ConfigError("calibration file not found", path=path)
+        # OpenCV's parser reports a malformed file as cv2.error, or as a SystemError from the
+        # binding's constructor; either way the operator needs the file name and the reason.
         try:
             fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
-        except cv2.error as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        except (cv2.error, SystemError) as exc:
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            lines = str(cause).strip().splitlines()
+            reason = lines[-1] if lines else "unreadable"
             raise ConfigError(f"not an OpenCV calibration file: {reason}", path=path) from exc
         try:
             if not fs.isOpened():
@@ -145,6 +149,8 @@ class CameraIntrinsics:
             dist = _mat(fs, "distortion_coefficients", path)
             width = _int(fs, "image_width", path)
             height = _int(fs, "image_height", path)
+        except (cv2.error, SystemError) as exc:
+            raise ConfigError(f"unreadable calibration: {exc}", path=path) from exc
         finally:
             fs.release()
         try:
@@ -365,28 +371,26 @@ def camera_detections(
     bearing = np.radians((pose.heading_deg + az) % 360.0)
     depression = np.radians(-el)
     H = mount.height_m
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rng = np.where(depression > 0, H / np.tan(depression), np.inf)
-        dr_deps = -H / np.sin(depression) ** 2
-        dr_dh = 1.0 / np.tan(depression)
+    # Above (or on) the horizon there is no flat-surface range: NaN, which no test passes.
+    dep = np.where(depression > 1e-9, depression, np.nan)
+    rng = H / np.tan(dep)
+    dr_deps = -H / np.sin(dep) ** 2
+    dr_dh = 1.0 / np.tan(dep)
     var_r = dr_deps**2 * C_angles[:, 1, 1] + (dr_dh * mount.sigma_height_m) ** 2
-    cov_rb = -dr_deps * C_angles[:, 0, 1]  # range rises as the elevation rises: d(−ε)=−dε
+    # Range rises with the elevation (dr/dε = −dr/d(−ε)), hence the sign.
+    cov_rb = -dr_deps * C_angles[:, 0, 1]
     sig2 = pose.sigma_pos_m**2
-    rb = (
-        (depression > 0)
-        & (rng <= max_range_m)
-        & (np.sqrt(np.where(np.isfinite(var_r), var_r, np.inf)) <= MAX_RANGE_REL_SIGMA * rng)
-    )
+    rb = np.isfinite(rng) & (rng <= max_range_m) & (np.sqrt(var_r) <= MAX_RANGE_REL_SIGMA * rng)
     z = np.zeros((n, 2))
     R = np.zeros((n, 2, 2))
     kind = np.where(rb, MeasurementKind.RANGE_BEARING, MeasurementKind.BEARING_ONLY)
     r_safe = np.where(rb, rng, 1.0)
     z[:, 0] = np.where(rb, r_safe, bearing)
     z[:, 1] = np.where(rb, bearing, np.nan)
-    R[:, 0, 0] = np.where(rb, np.where(rb, var_r, 0.0) + sig2, C_angles[:, 0, 0])
-    R[:, 0, 0] += np.where(rb, 0.0, sig2 / max_range_m**2)
+    # The platform position error: along the line of sight in range, across it in bearing.
+    R[:, 0, 0] = np.where(rb, var_r + sig2, C_angles[:, 0, 0] + sig2 / max_range_m**2)
     R[:, 1, 1] = np.where(rb, C_angles[:, 0, 0] + sig2 / r_safe**2, 0.0)
-    R[:, 0, 1] = R[:, 1, 0] = np.where(rb, np.where(rb, cov_rb, 0.0), 0.0)
+    R[:, 0, 1] = R[:, 1, 0] = np.where(rb, cov_rb, 0.0)
     cls = np.array([LABEL_CLASS.get(d.label, TargetClass.UNKNOWN) for d in dets], dtype=np.int64)
     conf = np.array([getattr(d, "label_conf", d.score) for d in dets], dtype=np.float64)
     return DetectionBatch(
