@@ -96,7 +96,7 @@ class DetectorSettings(BaseModel):
         0.2, gt=0, description="kelvin per grey level of an 8-bit thermal frame"
     )
     contrast_k: FiniteFloat = Field(
-        1.0, gt=0, description="least contrast above the local background, kelvin"
+        2.0, gt=0, description="least contrast above the local background, kelvin"
     )
     snr: FiniteFloat = Field(
         6.0, gt=0, description="least contrast in units of the frame's robust noise σ"
@@ -125,6 +125,9 @@ class DetectorSettings(BaseModel):
     )
     nv_persist_frames: int = Field(
         3, ge=1, description="night vision: frames a moving blob must persist"
+    )
+    nv_motion_px: int = Field(
+        8, ge=0, le=64, description="night vision: farthest a mover moves per frame, pixels"
     )
     nv_history: int = Field(200, ge=2, description="night vision: MOG2 history, frames")
     surface: Literal["water", "ground"] = Field(

@@ -50,6 +50,13 @@ class Blobs:
         hits = np.bincount(lab, weights=pixels[fg].astype(np.float64), minlength=len(self))
         return np.asarray(hits / np.maximum(self.area, 1), dtype=np.float64)
 
+    def maximum(self, values: NDArray[Any]) -> FloatArray:
+        """Largest of ``values`` (an image of the frame's shape) over each blob's pixels."""
+        fg = self.labels > 0
+        out = np.full(len(self), -np.inf)
+        np.maximum.at(out, self.labels[fg] - 1, np.asarray(values[fg], dtype=np.float64))
+        return out
+
 
 def find_blobs(
     mask: NDArray[Any], strength: NDArray[Any], frame: NDArray[Any] | None = None

@@ -31,6 +31,8 @@ PERSON_WIDTH_M = 1.5
 GROUP_WIDTH_M = 6.0
 #: Boats and vehicles are at least this wide (seen from the side or at an angle).
 CRAFT_WIDTH_M = 2.5
+#: A group stands taller for its width than a vehicle does (3 people: 0.7, a car: 0.4).
+GROUP_MIN_ASPECT = 0.5
 CRAFT_HEIGHT_M = 5.0
 #: Boxes smaller than this (pixels, height) have no shape to speak of without a range.
 MIN_SHAPE_PX = 4
@@ -63,6 +65,7 @@ def classify_boxes(
             & person_tall
             & (width_m > PERSON_WIDTH_M)
             & (width_m <= GROUP_WIDTH_M)
+            & (height_m >= GROUP_MIN_ASPECT * width_m)
             & (surface == "ground"),
             "group",
             0.5,

@@ -7,9 +7,10 @@ their background, so a single frame says little; motion does. Each frame is:
 2. fed to OpenCV's MOG2 background subtractor (``nv_history`` frames, variance threshold
    ``nv_threshold``, no shadows); its foreground mask is opened (3×3) to remove the noise
    pixels that pass alone;
-3. made persistent: a per-pixel count of consecutive frames with (dilated) foreground; only
-   blobs that have lasted ``nv_persist_frames`` frames are reported, so one-frame noise
-   bursts are not;
+3. made persistent: each foreground pixel continues the longest run of foreground found within
+   ``nv_motion_px`` pixels in the previous frame (a grey dilation of the run lengths), so a
+   mover's run follows it; only blobs whose run has lasted ``nv_persist_frames`` frames are
+   reported, so one-frame noise bursts are not;
 4. turned into boxes scored by their persistence and labelled from shape (or size at range).
 
 The first frame of a video (and a still image) has no history: it is searched for local
@@ -29,7 +30,7 @@ from borderwatch.config.camera import DetectorSettings
 from borderwatch.sensors.camera.blobs import find_blobs
 from borderwatch.sensors.camera.classify import to_detections
 from borderwatch.sensors.camera.detect import PixelDetection, check_frame, geometry_of
-from borderwatch.sensors.camera.thermal import robust_noise
+from borderwatch.sensors.camera.thermal import clutter_map, robust_noise
 
 __all__ = ["NightVisionDetector"]
 
@@ -46,6 +47,8 @@ class NightVisionDetector:
         self.geometry = geometry_of(settings)
         k = settings.background_px
         self._background_kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+        m = 2 * settings.nv_motion_px + 1
+        self._motion_kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (m, m))
         self.reset()
 
     def reset(self) -> None:
@@ -72,18 +75,20 @@ class NightVisionDetector:
             return self._still(smooth)
         fg = self._mog.apply(smooth)
         fg = cv2.morphologyEx((fg > 0).astype(np.uint8), cv2.MORPH_OPEN, _KERNEL3)
-        grown = cv2.dilate(fg, _KERNEL3)
-        persist = np.asarray(cv2.add(self._persist, grown.astype(np.uint16))) * (grown > 0)
+        # Persistence follows a mover: each foreground pixel continues the longest run found
+        # within the motion radius in the previous frame (a grey dilation of the run lengths).
+        reach = np.asarray(cv2.dilate(self._persist, self._motion_kernel))
+        persist = np.where(fg > 0, np.minimum(reach, 65534) + 1, 0).astype(np.uint16)
         self._persist = persist
         diff = cv2.absdiff(smooth, self._mog.getBackgroundImage())
         blobs = find_blobs(fg, diff, f)
         if len(blobs) == 0:
             return []
         s = self.settings
-        persisted = blobs.fraction(persist >= s.nv_persist_frames) > 0.5
-        keep = persisted & (blobs.area >= s.min_area_px) & (blobs.area <= s.max_area_px)
-        run = np.minimum(blobs.fraction(persist >= 2 * s.nv_persist_frames), 1.0)
-        score = 0.5 + 0.5 * run
+        run = blobs.maximum(persist)
+        keep = (run >= s.nv_persist_frames) & (blobs.area >= s.min_area_px)
+        keep &= blobs.area <= s.max_area_px
+        score = 0.5 + 0.5 * np.minimum(run / (2.0 * s.nv_persist_frames), 1.0)
         return to_detections(blobs, keep, score, self.geometry, s.surface, s.max_detections)
 
     def _still(self, smooth: NDArray[Any]) -> list[PixelDetection]:
@@ -93,11 +98,10 @@ class NightVisionDetector:
         masks = []
         strengths = []
         for img in (smooth, cv2.bitwise_not(smooth)):
-            contrast = cv2.subtract(
-                img, cv2.morphologyEx(img, cv2.MORPH_OPEN, self._background_kernel)
-            )
-            level = float(np.median(contrast[::4, ::4]))
-            masks.append(contrast > level + s.snr * sigma)
+            opened = cv2.morphologyEx(img, cv2.MORPH_OPEN, self._background_kernel)
+            contrast = np.asarray(cv2.subtract(img, opened))
+            level, clutter = clutter_map(contrast, img.shape)
+            masks.append(contrast > level + s.snr * np.maximum(clutter, sigma))
             strengths.append(contrast)
         mask = cv2.morphologyEx((masks[0] | masks[1]).astype(np.uint8), cv2.MORPH_CLOSE, _KERNEL3)
         strength = np.maximum(strengths[0], strengths[1])

@@ -50,6 +50,8 @@ _KERNEL3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
 _NOISE_STEP = 4
 #: Cell of the local clutter estimate, pixels (a multiple of the noise grid step).
 _CELL_PX = 16
+#: The 30th percentile of |x| for a normal x is 0.385 σ.
+_LOW_QUANTILE_TO_SIGMA = 1.0 / 0.385
 #: A robust σ is never below this many counts (quantisation).
 _MIN_NOISE = 0.5
 #: Fraction of a blob's pixels that must be static for the blob to be static.
@@ -68,10 +70,12 @@ def robust_noise(frame: NDArray[np.integer]) -> float:
 def clutter_map(contrast: NDArray[Any], shape: tuple[int, ...]) -> tuple[float, FloatArray]:
     """The contrast's median level and a map of its local robust spread (both in counts).
 
-    The spread is the median absolute deviation from the level of a sparse sample in each
-    ``_CELL_PX`` square cell (robust to a target filling part of the cell), smoothed over
-    3×3 cells and interpolated to full size: textured water or terrain raises the threshold
-    where it is, not everywhere.
+    The spread is a low quantile (about the 30th percentile) of the absolute deviation from
+    the level of a sparse sample in each ``_CELL_PX`` square cell, scaled to a normal σ: a
+    target filling most of a cell does not inflate it. A 3×3 median over the cells then drops
+    cells a large target covers entirely, a 3×3 mean smooths the rest, and the map is
+    interpolated to full size: textured water or terrain raises the threshold where it is,
+    not everywhere.
     """
     sample = contrast[::_NOISE_STEP, ::_NOISE_STEP].astype(np.float32)
     level = float(np.median(sample))
@@ -79,7 +83,9 @@ def clutter_map(contrast: NDArray[Any], shape: tuple[int, ...]) -> tuple[float, 
     rows, cols = sample.shape[0] // step, sample.shape[1] // step
     blocks = np.abs(sample[: rows * step, : cols * step] - level)
     blocks = blocks.reshape(rows, step, cols, step).transpose(0, 2, 1, 3).reshape(rows, cols, -1)
-    spread = np.median(blocks, axis=2) * 1.4826
+    k = max(blocks.shape[2] * 3 // 10, 0)
+    low = np.partition(blocks, k, axis=2)[:, :, k] * _LOW_QUANTILE_TO_SIGMA
+    spread = cv2.medianBlur(np.ascontiguousarray(low, dtype=np.float32), 3)
     spread = cv2.blur(spread, (3, 3), borderType=cv2.BORDER_REPLICATE)
     full = cv2.resize(spread, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
     return level, np.asarray(full, dtype=np.float64)
