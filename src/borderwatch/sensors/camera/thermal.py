@@ -79,7 +79,8 @@ def clutter_map(contrast: NDArray[Any], shape: tuple[int, ...]) -> tuple[float, 
     """
     sample = contrast[::_NOISE_STEP, ::_NOISE_STEP].astype(np.float32)
     level = float(np.median(sample))
-    step = _CELL_PX // _NOISE_STEP
+    # Frames smaller than a cell are one cell.
+    step = min(_CELL_PX // _NOISE_STEP, *sample.shape)
     rows, cols = sample.shape[0] // step, sample.shape[1] // step
     blocks = np.abs(sample[: rows * step, : cols * step] - level)
     blocks = blocks.reshape(rows, step, cols, step).transpose(0, 2, 1, 3).reshape(rows, cols, -1)
