@@ -420,6 +420,13 @@ class CameraDevice(BaseDevice):
         allow_inf_nan=False,
         description="1-σ error of a detection's centre in the image, pixels.",
     )
+    max_range_m: float = Field(
+        default=3000.0,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="Farthest range a detection may claim from its elevation, m; beyond it (or "
+        "when the range is ill-conditioned) the detection is bearing-only.",
+    )
     max_frames_in_flight: int = Field(
         default=2,
         ge=1,

@@ -14,6 +14,9 @@ Each :class:`~borderwatch.drivers.base.Reading` is routed by its device's type:
     CO2 readings feed the device's inspection session, which may raise a concealment event.
 ``mqtt_detections``
     JSON detections from networked sensors, already in the wire schema.
+``thermal_camera`` / ``nightvision_camera``
+    frames go to the camera's :class:`~borderwatch.edge.camera.CameraStage` with the platform
+    pose at the frame's time; its worker thread's detections are taken with the others.
 
 The stage is synchronous and takes its time from the readings (reception time on the node's
 time axis), so a recorded run replays to the same detections. Every message that produces
@@ -26,9 +29,9 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from borderwatch.config.devices import DeviceConfig
+from borderwatch.config.devices import DeviceConfig, NightVisionCameraDevice, ThermalCameraDevice
 from borderwatch.config.node import NodeConfig
 from borderwatch.drivers.base import Reading
 from borderwatch.errors import DetectionRejectedError
@@ -40,6 +43,9 @@ from borderwatch.sensors.co2session import Co2SessionDetector, ConcealmentEvent
 from borderwatch.sensors.navigation import NavigationEstimator, NavState
 from borderwatch.sensors.radar import RadarSettings, radar_detections
 
+if TYPE_CHECKING:
+    from borderwatch.edge.camera import CameraStage
+
 log = logging.getLogger(__name__)
 
 #: NMEA message kinds that describe the own platform.
@@ -47,6 +53,8 @@ NAV_KINDS = frozenset({"fix", "velocity", "heading", "accuracy", "dop"})
 #: Radar targets received closer together than this belong to one burst (one scan's report),
 #: converted with one platform state at the burst's last reception time, s.
 RADAR_BURST_GAP_S = 0.05
+#: Devices whose readings are camera frames.
+CAMERA_DEVICES = (ThermalCameraDevice, NightVisionCameraDevice)
 #: AIS message types that report a position.
 AIS_POSITION_TYPES = frozenset({1, 2, 3, 18, 19, 27})
 
@@ -95,6 +103,14 @@ class SensorStage:
             for d in config.devices
             if d.type == "radar"
         }
+        self.cameras: dict[str, CameraStage] = {}
+        cameras = [d for d in config.devices if isinstance(d, CAMERA_DEVICES)]
+        if cameras:
+            from borderwatch.edge.camera import CameraStage  # OpenCV only with a camera
+
+            self.cameras = {
+                d.sensor_id: CameraStage(d, self.sensor_index[d.sensor_id], frame) for d in cameras
+            }
         self._batches: list[DetectionBatch] = []
         self._radar_pending: dict[str, list[tuple[float, dict[str, Any]]]] = {}
         self._events: list[ConcealmentEvent] = []
@@ -130,6 +146,8 @@ class SensorStage:
             reason = None
         elif kind == "detection":
             reason = self._networked(reading.sensor_id, data)
+        elif kind == "frame" and reading.sensor_id in self.cameras:
+            reason = self.cameras[reading.sensor_id].submit(t, data, self.nav.state(t))
         else:
             reason = f"unexpected_{kind}"
         if reason is not None:
@@ -214,13 +232,25 @@ class SensorStage:
 
     def has_detections(self) -> bool:
         """Whether detections are waiting for :meth:`take_detections`."""
-        return bool(self._batches or self._radar_pending)
+        return bool(
+            self._batches
+            or self._radar_pending
+            or any(c.has_results() for c in self.cameras.values())
+        )
 
     def take_detections(self) -> DetectionBatch:
         """Every detection made since the last call (radar bursts last)."""
         self._flush_radar()
+        for sensor_id, camera in self.cameras.items():
+            for batch in camera.take():
+                self._add(sensor_id, batch, {})
         batches, self._batches = self._batches, []
-        return DetectionBatch.concat(batches)
+        if not self.cameras:
+            return DetectionBatch.concat(batches)
+        from borderwatch.edge.camera import triangulate_bearings
+
+        # Bearings of two cameras (or a camera and a partner's) that cross on one target.
+        return triangulate_bearings(DetectionBatch.concat(batches))
 
     def add_events(self, events: list[ConcealmentEvent]) -> None:
         """Queue concealment events raised outside :meth:`handle` (an officer ending a session)."""

@@ -1,0 +1,524 @@
+"""Cameras end to end: truth → rendered frames → detections → tracks, scored; and a real node.
+
+Frames are rendered by the simulator (:mod:`borderwatch.simulator.render`) from the targets'
+true positions and the camera's pose, detected by the real detectors in the camera stage's
+worker thread, and tracked by the fusion core. The node test serves the frames as a raw frame
+stream on 127.0.0.1 and the boat's GNSS as NMEA over TCP, and runs a real :class:`Node`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import TypeAdapter
+
+from borderwatch.cli import main
+from borderwatch.config.devices import DeviceConfig
+from borderwatch.config.node import NodeConfig, load_node_config
+from borderwatch.config.tracker import TrackerConfig
+from borderwatch.drivers.camera import FrameCredits
+from borderwatch.edge.camera import CameraStage, camera_geometry, triangulate_bearings
+from borderwatch.edge.node import Node
+from borderwatch.fusion.detections import DetectionBatch, MeasurementKind
+from borderwatch.fusion.frames import LocalFrame
+from borderwatch.fusion.tracker import Tracker
+from borderwatch.schema import Alert, Envelope, NodeState, Track
+from borderwatch.sensors.camera.geometry import PlatformPose
+from borderwatch.sensors.navigation import NavState
+from borderwatch.simulator.camerastream import FrameStreamServer
+from borderwatch.simulator.devices import nmea_coordinate
+from borderwatch.simulator.render import RenderTarget, render_nightvision, render_thermal
+from borderwatch.simulator.scoring import gospa
+
+DEVICES: TypeAdapter[Any] = TypeAdapter(DeviceConfig)
+ROOT = Path(__file__).resolve().parents[1]
+ORIGIN = {"lat_deg": 44.187, "lon_deg": 19.335, "alt_m": 180.0}
+FRAME = LocalFrame(ORIGIN["lat_deg"], ORIGIN["lon_deg"], ORIGIN["alt_m"])
+#: A truth-detection match: bearing within this, degrees.
+MATCH_DEG = 1.0
+#: GOSPA cut-off for the camera scenes, m.
+GOSPA_C_M = 50.0
+
+
+def camera(**fields: Any) -> Any:
+    config: dict[str, Any] = {
+        "type": "thermal_camera",
+        "sensor_id": "cam",
+        "url": "tcp://127.0.0.1:5600",
+        "width": 640,
+        "height": 512,
+        "intrinsics": {"hfov_deg": 24.0},
+        **fields,
+    }
+    return DEVICES.validate_python(config)
+
+
+def site(e: float, n: float, heading_deg: float = 0.0) -> dict[str, float]:
+    lat, lon = FRAME.to_wgs84(np.array([[e, n]]))[0]
+    return {"lat_deg": float(lat), "lon_deg": float(lon), "heading_deg": heading_deg}
+
+
+def nav_at(e: float, n: float, heading_deg: float, t: float = 0.0) -> NavState:
+    """A boat's navigation state (GNSS position ±1 m, heading ±0.3°)."""
+    lat, lon = FRAME.to_wgs84(np.array([[e, n]]))[0]
+    return NavState(
+        t=t,
+        lat=float(lat),
+        lon=float(lon),
+        alt_m=180.0,
+        xy=(e, n),
+        velocity=(0.0, 0.0),
+        cov=np.diag([1.0, 1.0, 0.01, 0.01]),
+        heading_deg=heading_deg,
+        heading_sigma_deg=0.3,
+        speed_mps=0.0,
+        course_deg=None,
+        fix_quality=1,
+        valid=True,
+        age_s=0.0,
+    )
+
+
+def bearing_deg(frm: tuple[float, float], to: tuple[float, float]) -> float:
+    return math.degrees(math.atan2(to[0] - frm[0], to[1] - frm[1])) % 360.0
+
+
+def row_bearing_deg(batch: DetectionBatch, k: int) -> float:
+    col = 1 if batch.kind[k] == MeasurementKind.RANGE_BEARING else 0
+    return math.degrees(batch.z[k, col]) % 360.0
+
+
+def wrap_deg(a: float) -> float:
+    return (a + 180.0) % 360.0 - 180.0
+
+
+async def detect_frame(
+    stage: CameraStage, t: float, image: np.ndarray[Any, Any], nav: NavState | None = None
+) -> list[DetectionBatch]:
+    """One frame through the stage's worker thread, as the node's sensor stage hands it on."""
+    credits = FrameCredits(2)
+    ticket = credits.take()
+    assert ticket is not None
+    reason = stage.submit(t, {"image": image, "ticket": ticket}, nav)
+    assert reason is None, reason
+    while not stage.idle():
+        await asyncio.sleep(0.001)
+    outcomes, _ = credits.take_outcomes()
+    assert outcomes == {"done": 1}, outcomes
+    return stage.take()
+
+
+@dataclass
+class FrameScore:
+    """Detections scored against one target's truth bearing per frame."""
+
+    frames: int = 0
+    hits: int = 0
+    false: int = 0
+    errors_deg: list[float] | None = None
+
+    def add(self, batch: DetectionBatch, truth_deg: float, sensor: int | None = None) -> None:
+        self.frames += 1
+        self.errors_deg = self.errors_deg or []
+        rows = [k for k in range(len(batch)) if sensor is None or batch.sensor[k] == sensor]
+        errs = sorted((abs(wrap_deg(row_bearing_deg(batch, k) - truth_deg)), k) for k in rows)
+        if errs and errs[0][0] <= MATCH_DEG:
+            self.hits += 1
+            k = errs[0][1]
+            self.errors_deg.append(wrap_deg(row_bearing_deg(batch, k) - truth_deg))
+        self.false += len(rows) - (1 if errs and errs[0][0] <= MATCH_DEG else 0)
+
+    @property
+    def pd(self) -> float:
+        return self.hits / self.frames
+
+    @property
+    def rms_deg(self) -> float:
+        return float(np.sqrt(np.mean(np.square(self.errors_deg or [np.nan]))))
+
+    @property
+    def false_per_frame(self) -> float:
+        return self.false / self.frames
+
+
+# ------------------------------------------------------------------------------- scenes
+
+
+async def test_mast_camera_truth_to_tracks_scored() -> None:
+    """A person walks across the view of a thermal camera on a 20 m mast, 280 m away."""
+    device = camera(
+        site=site(0.0, 0.0, heading_deg=10.0),
+        mount={"height_m": 20.0, "pitch_deg": -4.0, "yaw_deg": 0.0},
+    )
+    stage = CameraStage(device, 0, FRAME)
+    intr, mount = camera_geometry(device)
+    pose = stage.pose(None)
+    assert isinstance(pose, PlatformPose)
+    tracker = Tracker(TrackerConfig())
+    rng = np.random.default_rng(21)
+    score = FrameScore()
+    gospas: list[float] = []
+    dt = 0.2
+    for k in range(45):
+        t = k * dt
+        person = (30.0 + 1.4 * t, 275.0 + 0.3 * t)
+        image = render_thermal([RenderTarget(*person, "person")], intr, mount, pose, rng)
+        batches = await detect_frame(stage, t, image)
+        batch = DetectionBatch.concat(batches)
+        score.add(batch, bearing_deg((pose.e, pose.n), person))
+        tracks = tracker.step(batch, t).tracks
+        if k >= 22:
+            gospas.append(gospa(np.array([person]), tracks.x[:, :2], c=GOSPA_C_M).distance_m)
+    print(
+        f"mast camera, person at 280 m: Pd {score.pd:.2f}, bearing RMS {score.rms_deg:.3f}°, "
+        f"false/frame {score.false_per_frame:.2f}, GOSPA (2nd half) {np.mean(gospas):.1f} m, "
+        f"detect {stage.stats()['detect_ms_mean']:.1f} ms/frame"
+    )
+    assert score.pd >= 0.9
+    assert score.rms_deg <= 0.5
+    assert score.false_per_frame <= 0.1
+    assert len(tracks.track_id) == 1
+    assert np.mean(gospas) < 15.0
+    assert stage.stats()["processed"] == 45
+
+
+async def test_two_boats_cameras_triangulate_one_target() -> None:
+    """Two patrol boats 600 m apart see a dark boat ~800 m off only as bearings (cameras 3 m
+    above the water); paired, the bearings start and keep one track on it."""
+    boats = [(0.0, 0.0, 30.0), (600.0, 0.0, 330.0)]  # e, n, heading
+    stages = [
+        CameraStage(
+            camera(sensor_id=f"boat{i}-thermal", mount={"height_m": 3.0, "pitch_deg": -0.5}),
+            i,
+            FRAME,
+        )
+        for i in range(2)
+    ]
+    intr, mount = camera_geometry(stages[0].device)
+    tracker = Tracker(TrackerConfig())
+    untriangulated = Tracker(TrackerConfig())
+    rng = np.random.default_rng(22)
+    scores = [FrameScore(), FrameScore()]
+    gospas: list[float] = []
+    kinds: set[int] = set()
+    dt = 0.25
+    for k in range(32):
+        t = k * dt
+        target = (300.0 + 4.0 * t, 750.0 - 1.0 * t)
+        batches: list[DetectionBatch] = []
+        for i, (stage, (e, n, heading)) in enumerate(zip(stages, boats, strict=True)):
+            nav = nav_at(e, n, heading, t)
+            pose = stage.pose(nav)
+            assert isinstance(pose, PlatformPose)
+            image = render_thermal([RenderTarget(*target, "boat")], intr, mount, pose, rng)
+            # The two boats' frames are 40 ms apart, as unsynchronised cameras are.
+            batch = DetectionBatch.concat(await detect_frame(stage, t + 0.04 * i, image, nav))
+            kinds.update(batch.kind.tolist())
+            scores[i].add(batch, bearing_deg((e, n), target))
+            batches.append(batch)
+        both = DetectionBatch.concat(batches)
+        untriangulated.step(both, t + 0.04)
+        tracks = tracker.step(triangulate_bearings(both), t + 0.04).tracks
+        if k >= 16:
+            gospas.append(gospa(np.array([target]), tracks.x[:, :2], c=GOSPA_C_M).distance_m)
+    for i, s in enumerate(scores):
+        print(
+            f"boat {i} camera, boat at ~800 m: Pd {s.pd:.2f}, bearing RMS {s.rms_deg:.3f}°, "
+            f"false/frame {s.false_per_frame:.2f}"
+        )
+    print(f"triangulated track: GOSPA (2nd half) {np.mean(gospas):.1f} m")
+    assert kinds == {MeasurementKind.BEARING_ONLY}
+    assert all(s.pd >= 0.9 and s.rms_deg <= 0.5 and s.false_per_frame <= 0.1 for s in scores)
+    assert len(tracks.track_id) == 1
+    error = float(np.hypot(*(tracks.x[0, :2] - np.array(target))))
+    assert error < 20.0, error
+    assert np.mean(gospas) < 20.0
+    # Without the pairing, bearings alone never start a track.
+    assert len(untriangulated.step(DetectionBatch.empty(), 8.5).tracks.track_id) == 0
+
+
+def test_triangulation_leaves_ambiguous_and_lone_bearings_alone() -> None:
+    def rows(t: Sequence[float], b_deg: Sequence[float], xy: Sequence[Any], s: Sequence[int]):
+        n = len(t)
+        z = np.column_stack([np.radians(b_deg), np.full(n, np.nan)])
+        R = np.zeros((n, 2, 2))
+        R[:, 0, 0] = math.radians(0.2) ** 2
+        return DetectionBatch(
+            t=np.array(t, float),
+            kind=np.full(n, MeasurementKind.BEARING_ONLY),
+            z=z,
+            R=R,
+            sensor_xy=np.array(xy, float),
+            sensor=np.array(s),
+        )
+
+    # One target at (300, 800) seen from (0, 0) and (600, 0).
+    b0, b1 = bearing_deg((0, 0), (300, 800)), bearing_deg((600, 0), (300, 800))
+    one = triangulate_bearings(rows([1.0, 1.05], [b0, b1], [(0, 0), (600, 0)], [0, 1]))
+    assert one.kind.tolist() == [MeasurementKind.POSITION]
+    np.testing.assert_allclose(one.z[0], [300.0, 800.0], atol=1e-6)
+    sigma = np.sqrt(np.linalg.eigvalsh(one.R[0]))
+    assert 1.0 < sigma.max() < 10.0  # 0.2° at ~850 m, crossing at ~40°
+    # Same sensor, too far apart in time, parallel rays, crossing behind: left as bearings.
+    for t, b, xy, s in [
+        ([1.0, 1.0], [b0, b1], [(0, 0), (600, 0)], [0, 0]),
+        ([1.0, 2.0], [b0, b1], [(0, 0), (600, 0)], [0, 1]),
+        ([1.0, 1.0], [0.0, 0.0], [(0, 0), (600, 0)], [0, 1]),
+        ([1.0, 1.0], [(b0 + 180) % 360, (b1 + 180) % 360], [(0, 0), (600, 0)], [0, 1]),
+    ]:
+        kept = triangulate_bearings(rows(t, b, xy, s))
+        assert kept.kind.tolist() == [MeasurementKind.BEARING_ONLY] * 2
+    # Two targets seen by both: four crossings, two of them ghosts; ambiguous, left alone.
+    c0, c1 = bearing_deg((0, 0), (500, 900)), bearing_deg((600, 0), (500, 900))
+    two = rows([1.0] * 4, [b0, c0, b1, c1], [(0, 0), (0, 0), (600, 0), (600, 0)], [0, 0, 1, 1])
+    assert triangulate_bearings(two).kind.tolist() == [MeasurementKind.BEARING_ONLY] * 4
+
+
+async def test_nightvision_camera_frames_go_through_motion_detection() -> None:
+    """A low-light camera on an 8 m mast: its frames go to the night-vision (motion) detector
+    in the worker thread, which finds a person walking 150 m away."""
+    from borderwatch.sensors.camera.nightvision import NightVisionDetector
+
+    device = camera(
+        type="nightvision_camera",
+        site=site(0.0, 0.0),
+        mount={"height_m": 8.0, "pitch_deg": -3.0},
+        intrinsics={"hfov_deg": 30.0},
+    )
+    stage = CameraStage(device, 0, FRAME)
+    assert isinstance(stage.detector, NightVisionDetector)
+    intr, mount = camera_geometry(device)
+    pose = stage.pose(None)
+    assert isinstance(pose, PlatformPose)
+    rng = np.random.default_rng(23)
+    score = FrameScore()
+    for k in range(40):
+        t = k * 0.2
+        person = (-20.0 + 1.5 * t, 150.0)
+        image = render_nightvision([RenderTarget(*person, "person")], intr, mount, pose, rng)
+        batch = DetectionBatch.concat(await detect_frame(stage, t, image))
+        if k >= 10:  # the background model learns the scene first
+            score.add(batch, bearing_deg((0.0, 0.0), person))
+    print(
+        f"night vision, person at 150 m: Pd {score.pd:.2f}, bearing RMS {score.rms_deg:.3f}°, "
+        f"false/frame {score.false_per_frame:.2f}"
+    )
+    assert stage.stats()["processed"] == 40
+    assert score.pd >= 0.8
+    assert score.rms_deg <= 0.5
+    assert score.false_per_frame <= 0.2
+
+
+def test_bad_calibration_file_faults_the_camera_only(tmp_path: Path) -> None:
+    bad = tmp_path / "cal.yaml"
+    bad.write_text("%YAML:1.0\ncamera_matrix: [1, 2\n", encoding="utf-8")
+    stage = CameraStage(camera(intrinsics={"calibration_file": str(bad)}), 0, FRAME)
+    assert stage.fault is not None
+    assert stage.fault[0] == "bad_calibration"
+    assert str(bad) in stage.fault[1]
+    credits = FrameCredits(2)
+    ticket = credits.take()
+    image = np.full((512, 640), 29000, np.uint16)
+    assert stage.submit(0.0, {"image": image, "ticket": ticket}, None) == "bad_calibration"
+    outcomes, details = credits.take_outcomes()
+    assert outcomes == {"bad_calibration": 1}
+    assert str(bad) in details["bad_calibration"]
+    # Without a pose source a frame has no position; a boat without a heading none either.
+    stage = CameraStage(camera(), 0, FRAME)
+    assert stage.submit(0.0, {"image": image, "ticket": credits.take()}, None) == "no_position"
+    headless = replace(nav_at(0.0, 0.0, 0.0), heading_deg=None, heading_sigma_deg=None)
+    assert stage.submit(0.0, {"image": image, "ticket": credits.take()}, headless) == "no_heading"
+
+
+# ------------------------------------------------------------------------------- the node
+
+
+def nmea(body: str) -> bytes:
+    checksum = functools.reduce(lambda a, c: a ^ ord(c), body, 0)
+    return f"${body}*{checksum:02X}\r\n".encode("ascii")
+
+
+def gps_lines(e: float, n: float, heading_deg: float, utc: float) -> bytes:
+    lat, lon = FRAME.to_wgs84(np.array([[e, n]]))[0]
+    la, ns = nmea_coordinate(float(lat), "lat")
+    lo, ew = nmea_coordinate(float(lon), "lon")
+    hms = time.strftime("%H%M%S", time.gmtime(utc)) + f".{int(utc * 100) % 100:02d}"
+    return nmea(f"GPGGA,{hms},{la},{ns},{lo},{ew},1,10,0.8,180.0,M,0.0,M,,") + nmea(
+        f"HEHDT,{heading_deg:.1f},T"
+    )
+
+
+class Collector:
+    name = "collector"
+
+    def __init__(self) -> None:
+        self.messages: list[Envelope] = []
+
+    async def publish(self, message: Envelope) -> None:
+        self.messages.append(message)
+
+    def of(self, cls: type[Envelope]) -> list[Any]:
+        return [m for m in self.messages if isinstance(m, cls)]
+
+
+async def serve_gps(
+    port_ready: asyncio.Future[int], position: Callable[[], tuple[float, float, float]]
+) -> None:
+    """NMEA GGA + HDT at 5 Hz to every client of a TCP port on 127.0.0.1."""
+    clients: set[asyncio.StreamWriter] = set()
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        clients.add(writer)
+        with contextlib.suppress(OSError):
+            await reader.read()
+        clients.discard(writer)
+
+    server = await asyncio.start_server(client, "127.0.0.1", 0)
+    port_ready.set_result(server.sockets[0].getsockname()[1])
+    try:
+        while True:
+            lines = gps_lines(*position(), time.time())
+            for writer in list(clients):
+                writer.write(lines)
+            await asyncio.sleep(0.2)
+    finally:
+        for writer in clients:
+            writer.close()
+        server.close()
+
+
+async def test_node_tracks_a_camera_target_across_the_border(tmp_path: Path) -> None:
+    """A real node: a boat's GNSS over TCP, its thermal camera as a raw frame stream (with
+    corrupt and wrong-size frames mixed in), and a second camera whose calibration file is
+    broken. A person runs across the border in the camera's view: one track, one alert."""
+    boat = (0.0, -150.0, 10.0)  # e, n, heading: looking north-north-east over the bank
+    border = tmp_path / "border.geojson"
+    border.write_text(json.dumps({"type": "LineString", "coordinates": [[60, -500], [60, 800]]}))
+    bad_cal = tmp_path / "broken.yaml"
+    bad_cal.write_text("not a calibration\n", encoding="utf-8")
+    loop = asyncio.get_running_loop()
+    gps_port: asyncio.Future[int] = loop.create_future()
+    gps_task = asyncio.create_task(serve_gps(gps_port, lambda: boat))
+    collector = Collector()
+    async with FrameStreamServer() as stream:
+        cam = {
+            "type": "thermal_camera",
+            "url": stream.url,
+            "width": 640,
+            "height": 512,
+            "mount": {"height_m": 6.0, "pitch_deg": -2.0, "offset_m": [2.0, 0.0]},
+            "reconnect_initial_s": 0.05,
+            "reconnect_max_s": 0.2,
+        }
+        document = {
+            "node_id": "boat-cam",
+            "simulated": True,
+            "frame": ORIGIN,
+            "border": str(border),
+            "devices": [
+                {"type": "gps", "sensor_id": "gps", "url": f"tcp://127.0.0.1:{await gps_port}"},
+                {**cam, "sensor_id": "thermal", "intrinsics": {"hfov_deg": 24.0}},
+                {**cam, "sensor_id": "broken", "intrinsics": {"calibration_file": str(bad_cal)}},
+            ],
+            "fusion": {"scan_interval_s": 0.2},
+            "health": {"interval_s": 0.5},
+        }
+        config = NodeConfig.model_validate(document)
+        node = Node(config, [collector])
+        stage = node.stage.cameras["thermal"]
+        assert stage.intrinsics is not None
+        intr, mount = stage.intrinsics, stage.mount
+        node_task = asyncio.create_task(node.run())
+        try:
+            await stream.wait_for_clients(2)
+            rng = np.random.default_rng(24)
+            start = time.time()
+            seq = 0
+            while time.time() - start < 8.0:
+                t = time.time() - start
+                person = (48.0 + 3.0 * max(0.0, t - 1.0), 100.0)  # crosses e = 60 at t = 5 s
+                nav = node.stage.nav_state(node.stage.time_of(time.time()))
+                if nav is not None and nav.valid:
+                    pose = stage.pose(nav)
+                    assert isinstance(pose, PlatformPose)
+                    target = RenderTarget(*person, "person")
+                    await stream.send(render_thermal([target], intr, mount, pose, rng), seq)
+                    if seq % 10 == 5:
+                        await stream.send(np.full((256, 320), 29000, np.uint16), seq)
+                        await stream.send_raw(b"BWF1" + bytes(200))
+                    seq += 1
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)
+            state = node.state()
+        finally:
+            node.stop()
+            await asyncio.wait_for(node_task, 10.0)
+            gps_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gps_task
+
+    sensors = {s.sensor_id: s for s in state.sensors}
+    print(
+        f"node: {seq} frames sent; thermal {sensors['thermal'].messages} accepted, "
+        f"{sensors['thermal'].detections} detections; errors {state.error_counts}; "
+        f"tracks {len({t.track_id for t in collector.of(Track)})}, "
+        f"alerts {[(a.kind.value, a.event.value) for a in collector.of(Alert)]}"
+    )
+    assert sensors["gps"].status.value == "ok"
+    assert sensors["thermal"].status.value == "ok"
+    assert sensors["thermal"].detections >= 0.8 * seq
+    assert sensors["broken"].status.value == "fault"
+    assert "bad_calibration" in sensors["broken"].detail
+    assert state.error_counts.get("thermal.wrong_size", 0) >= 3
+    assert state.error_counts.get("broken.wrong_size", 0) >= 3
+    assert state.error_counts.get("broken.bad_calibration", 0) >= 10
+    track_ids = {t.track_id for t in collector.of(Track)}
+    assert len(track_ids) == 1
+    last = collector.of(Track)[-1]
+    lat, lon = last.position.lat_deg, last.position.lon_deg
+    e, n = FRAME.to_enu(np.array([lat]), np.array([lon]))[0]
+    assert abs(n - 100.0) < 15.0
+    assert abs(e - (48.0 + 3.0 * 7.0)) < 15.0
+    alerts = collector.of(Alert)
+    assert any(a.kind.value == "crossing" for a in alerts)
+    assert isinstance(collector.of(NodeState)[-1], NodeState)
+
+
+# ------------------------------------------------------------------------------- configuration
+
+
+def test_example_camera_node_config_validates(capsys: pytest.CaptureFixture[str]) -> None:
+    path = ROOT / "config" / "nodes" / "patrol-boat-camera.yaml"
+    config = load_node_config(path)
+    types = {d.type for d in config.devices}
+    assert {"gps", "thermal_camera", "nightvision_camera"} <= types
+    assert main(["validate-config", str(path)]) == 0
+    assert "boat-thermal (thermal_camera)" in capsys.readouterr().out
+
+
+def test_camera_doc_examples_validate() -> None:
+    import re
+
+    import yaml
+
+    text = (ROOT / "docs" / "camera-node.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+    assert blocks
+    for block in blocks:
+        document = yaml.safe_load(block)
+        if "node_id" in document:
+            NodeConfig.model_validate(document)
+        else:
+            for device in document["devices"]:
+                DEVICES.validate_python(device)
