@@ -8,11 +8,9 @@ files are written with the simulator's writers and read back through the driver'
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import re
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from borderwatch.config.devices import DeviceConfig, parse_camera_url
-from borderwatch.drivers.base import Driver, Reading
+from borderwatch.drivers.base import Reading
 from borderwatch.drivers.camera import CameraDriver, FrameCredits, check_frame
 from borderwatch.drivers.framestream import (
     HEADER_BYTES,
@@ -33,17 +31,12 @@ from borderwatch.drivers.framestream import (
 )
 from borderwatch.drivers.registry import make_driver
 from borderwatch.sensors.base import Rejected
-from borderwatch.simulator.camerastream import (
-    FrameStreamServer,
-    write_image_sequence,
-    write_video,
-    write_y16_file,
-)
+from borderwatch.simulator.camerastream import FrameStreamServer, write_y16_file
+from borderwatch.simulator.render import write_video, write_y16_sequence
+from tests.test_drivers_base import running, wait_until
 
 DEVICES: TypeAdapter[Any] = TypeAdapter(DeviceConfig)
 W, H = 64, 48
-#: Longest wait for something a test expects to happen, s.
-DEADLINE_S = 10.0
 
 
 def thermal(rng: np.random.Generator, w: int = W, h: int = H) -> np.ndarray[Any, Any]:
@@ -81,29 +74,6 @@ class Frames:
 
     def images(self) -> list[np.ndarray[Any, Any]]:
         return [r.item.data["image"] for r in self.readings]
-
-
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_S
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.01)
-
-
-@contextlib.asynccontextmanager
-async def running(driver: Driver[Any]) -> AsyncIterator[None]:
-    """Run ``driver`` for the body; afterwards check it never stopped."""
-    task = asyncio.create_task(driver.run())
-    try:
-        yield
-        await asyncio.sleep(0)
-        assert not task.done(), "the driver stopped"
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 # ------------------------------------------------------------------------------- configuration
@@ -399,8 +369,8 @@ async def test_raw_y16_file_plays_ends_and_is_read_again_when_rotated(tmp_path: 
 async def test_png_sequence_with_a_corrupt_image(tmp_path: Path) -> None:
     rng = np.random.default_rng(10)
     images = [thermal(rng) for _ in range(3)]
-    write_image_sequence(tmp_path, images)
-    (tmp_path / "frame-000001.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(300))
+    write_y16_sequence(images, tmp_path)
+    (tmp_path / "frame_000001.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(300))
     frames = Frames()
     driver = make_driver(camera(str(tmp_path / "*.png"), fps=100.0), frames)
     async with running(driver):
@@ -414,8 +384,8 @@ async def test_png_sequence_with_a_corrupt_image(tmp_path: Path) -> None:
 async def test_nightvision_video_file_through_videocapture(tmp_path: Path) -> None:
     rng = np.random.default_rng(11)
     images = [rng.integers(20, 200, (H, W), dtype=np.uint8) for _ in range(4)]
-    path = tmp_path / "nv.mkv"
-    write_video(path, images, fps=50.0)
+    path = tmp_path / "nv.avi"
+    write_video(images, path, fps=50.0)
     frames = Frames()
     config = camera(str(path), type="nightvision_camera", fps=200.0)
     driver = make_driver(config, frames)
@@ -425,7 +395,8 @@ async def test_nightvision_video_file_through_videocapture(tmp_path: Path) -> No
     got = frames.images()
     assert all(g.dtype == np.uint8 and g.shape == (H, W) for g in got)
     for g, image in zip(got[:4], images, strict=True):
-        np.testing.assert_array_equal(g, image)  # FFV1 is lossless
+        # MJPG is lossy on noise: the frames come back close, in order.
+        assert np.abs(g.astype(int) - image).mean() < 12.0
 
 
 async def test_a_missing_source_is_a_fault_retried_without_end(tmp_path: Path) -> None:

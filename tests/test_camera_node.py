@@ -33,13 +33,14 @@ from borderwatch.edge.node import Node
 from borderwatch.fusion.detections import DetectionBatch, MeasurementKind
 from borderwatch.fusion.frames import LocalFrame
 from borderwatch.fusion.tracker import Tracker
-from borderwatch.schema import Alert, Envelope, NodeState, Track
+from borderwatch.schema import Alert, NodeState, Track
 from borderwatch.sensors.camera.geometry import PlatformPose
 from borderwatch.sensors.navigation import NavState
 from borderwatch.simulator.camerastream import FrameStreamServer
 from borderwatch.simulator.devices import nmea_coordinate
 from borderwatch.simulator.render import RenderTarget, render_nightvision, render_thermal
 from borderwatch.simulator.scoring import gospa
+from tests.test_node import Collector
 
 DEVICES: TypeAdapter[Any] = TypeAdapter(DeviceConfig)
 ROOT = Path(__file__).resolve().parents[1]
@@ -357,19 +358,6 @@ def gps_lines(e: float, n: float, heading_deg: float, utc: float) -> bytes:
     return nmea(f"GPGGA,{hms},{la},{ns},{lo},{ew},1,10,0.8,180.0,M,0.0,M,,") + nmea(
         f"HEHDT,{heading_deg:.1f},T"
     )
-
-
-class Collector:
-    name = "collector"
-
-    def __init__(self) -> None:
-        self.messages: list[Envelope] = []
-
-    async def publish(self, message: Envelope) -> None:
-        self.messages.append(message)
-
-    def of(self, cls: type[Envelope]) -> list[Any]:
-        return [m for m in self.messages if isinstance(m, cls)]
 
 
 async def serve_gps(

@@ -9,9 +9,8 @@ link drops them. :meth:`FrameStreamServer.stop` closes the port and every client
 goes away); :meth:`FrameStreamServer.start` again serves on the same port (it comes back).
 :meth:`FrameStreamServer.send_raw` sends arbitrary bytes, for fault injection.
 
-:func:`write_y16_file` writes 16-bit frames as a raw ``.y16`` file, :func:`write_image_sequence`
-as numbered 16-bit PNGs, :func:`write_video` 8-bit frames as a lossless video file that
-OpenCV's ``VideoCapture`` reads (FFV1 in Matroska).
+:func:`write_y16_file` writes 16-bit frames as a raw ``.y16`` file (a thermal core's raw
+recording); :mod:`borderwatch.simulator.render` writes 16-bit PNG sequences and videos.
 """
 
 from __future__ import annotations
@@ -142,42 +141,4 @@ def write_y16_file(path: Path, frames: Iterable[Image]) -> int:
                 raise ValueError("a .y16 file holds 2-D uint16 frames")
             out.write(np.ascontiguousarray(image, dtype="<u2").tobytes())
             n += 1
-    return n
-
-
-def write_image_sequence(directory: Path, frames: Iterable[Image], prefix: str = "frame") -> int:
-    """Write frames as ``<prefix>-000000.png`` … (8- or 16-bit PNG); returns the count."""
-    import cv2
-
-    directory.mkdir(parents=True, exist_ok=True)
-    n = 0
-    for n, image in enumerate(frames, start=1):
-        path = directory / f"{prefix}-{n - 1:06d}.png"
-        if not cv2.imwrite(str(path), image):
-            raise OSError(f"{path}: OpenCV could not write it")
-    return n
-
-
-def write_video(path: Path, frames: Iterable[Image], fps: float) -> int:
-    """Write 8-bit gray frames as a lossless video (FFV1; use a ``.mkv`` path); returns the
-    count. OpenCV's VideoCapture (FFmpeg) reads it back pixel for pixel."""
-    import cv2
-
-    writer: cv2.VideoWriter | None = None
-    n = 0
-    try:
-        for image in frames:
-            if image.dtype != np.uint8 or image.ndim != 2:
-                raise ValueError("a video holds 2-D uint8 frames")
-            if writer is None:
-                height, width = image.shape
-                fourcc = cv2.VideoWriter.fourcc(*"FFV1")
-                writer = cv2.VideoWriter(str(path), fourcc, fps, (width, height), isColor=False)
-                if not writer.isOpened():
-                    raise OSError(f"{path}: OpenCV could not open a video writer (FFV1)")
-            writer.write(image)
-            n += 1
-    finally:
-        if writer is not None:
-            writer.release()
     return n
