@@ -207,6 +207,39 @@ async def test_starting_and_stopping_twice_frees_port_process_and_threads(backen
         assert not thread.is_alive(), thread.name
 
 
+async def _until_dropped(c: aiomqtt.Client) -> None:
+    async for _ in c.messages:  # ends with MqttError when the broker goes
+        pass
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_an_interruption_drops_clients_and_the_broker_returns_on_its_port(
+    backend: str,
+) -> None:
+    if not _available(backend):
+        pytest.skip(f"{backend} is not installed")
+    broker = EmbeddedBroker(backend)  # type: ignore[arg-type]
+    async with broker as url:
+        port, pid = broker.port, broker.pid
+        assert port is not None
+        async with client(url, "before") as before:
+            outage = asyncio.create_task(broker.interrupt(0.5))
+            with pytest.raises(aiomqtt.MqttError):
+                await asyncio.wait_for(_until_dropped(before), WAIT_S)
+            await outage
+        assert (broker.port, broker.url) == (port, url)
+        assert pid is not None
+        assert broker.pid != pid
+        assert not _process_exists(pid)
+        async with client(url, "after") as after:
+            await after.subscribe("test/back", qos=1)
+            await after.publish("test/back", b"1", qos=1)
+            message = await next_message(after)
+            assert message.payload == b"1"
+    with pytest.raises(BrokerError, match="not running"):
+        await broker.interrupt(0.1)
+
+
 async def test_auto_prefers_mosquitto_and_finds_the_binary() -> None:
     binary = find_broker_binary()
     if binary is None:

@@ -204,27 +204,55 @@ class EmbeddedBroker:
             "of a running broker."
         )
 
+    async def interrupt(self, seconds: float) -> None:
+        """Stop the broker for ``seconds``, then start it again on the same port: an outage
+        as its clients see it (every connection drops, none is accepted meanwhile; sessions
+        and retained messages are lost, as with a broker that restarts without persistence).
+
+        Raises:
+            BrokerError: the broker is not running, or did not come back.
+        """
+        if self.port is None or self.backend is None or self._workdir is None:
+            raise BrokerError("the embedded broker is not running")
+        backend: Literal["mosquitto", "iotcore"] = (
+            "mosquitto" if self.backend == "mosquitto" else "iotcore"
+        )
+        port, workdir = self.port, Path(self._workdir.name)
+        await self._stop_process()
+        log.info("embedded MQTT broker stopped for %g s", seconds)
+        await asyncio.sleep(seconds)
+        if not await self._spawn(backend, port, workdir):
+            await self._stop_process()
+            tail = _tail(workdir / f"{backend}-{port}.log")
+            raise BrokerError(f"{backend} did not restart on port {port}: {tail}")
+        log.info("embedded MQTT broker back on %s", self.url)
+
     async def _start(self, backend: Literal["mosquitto", "iotcore"], workdir: Path) -> None:
         failures: list[str] = []
         for _ in range(_PORT_ATTEMPTS):
             port = _free_port(self.host)
-            argv = _command(backend, self.host, port, workdir)
-            logfile = workdir / f"{backend}-{port}.log"
-            with logfile.open("wb") as err:
-                self._process = await asyncio.create_subprocess_exec(
-                    *argv,
-                    # rumqttd's child stops when this pipe closes: it follows a parent that
-                    # died without stopping it.
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=err,
-                )
-            if await self._listening(port):
+            if await self._spawn(backend, port, workdir):
                 self.port = port
                 return
             await self._stop_process()
-            failures.append(f"port {port}: {_tail(logfile)}")
+            failures.append(f"port {port}: {_tail(workdir / f'{backend}-{port}.log')}")
         raise BrokerError(f"{backend} did not start: " + " | ".join(failures))
+
+    async def _spawn(
+        self, backend: Literal["mosquitto", "iotcore"], port: int, workdir: Path
+    ) -> bool:
+        """Start the broker process on ``port``; True once it accepts connections."""
+        argv = _command(backend, self.host, port, workdir)
+        with (workdir / f"{backend}-{port}.log").open("ab") as err:
+            self._process = await asyncio.create_subprocess_exec(
+                *argv,
+                # rumqttd's child stops when this pipe closes: it follows a parent that
+                # died without stopping it.
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=err,
+            )
+        return await self._listening(port)
 
     async def _listening(self, port: int) -> bool:
         """True once the broker accepts connections; False when it exits or takes too long."""
