@@ -100,6 +100,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from borderwatch.bench_camera import run_camera_bench
 
         result = run_camera_bench(seed=args.seed)
+    elif args.suite == "camera-node":
+        from borderwatch.bench_camera_node import run_camera_node_bench
+
+        result = run_camera_node_bench(min(args.seconds, 10.0), seed=args.seed)
     elif args.suite == "e2e":
         from borderwatch.bench_e2e import run_e2e_bench
 
@@ -268,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         "suite",
         nargs="?",
         default="tracker",
-        choices=["tracker", "parsers", "node", "e2e", "camera"],
+        choices=["tracker", "parsers", "node", "e2e", "camera", "camera-node"],
         help="what to measure (default: %(default)s)",
     )
     p.add_argument(
@@ -283,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--seconds",
         type=float,
         default=60.0,
-        help="node: measuring time after warm-up; e2e: load duration, s",
+        help="node: measuring time after warm-up; e2e: load duration; camera-node: time per "
+        "measurement (at most 10), s",
     )
     p.add_argument(
         "--broker",
