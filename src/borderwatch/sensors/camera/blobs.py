@@ -26,7 +26,8 @@ class Blobs:
     """``n`` components; ``labels`` is the label image (0 background, ``i + 1`` blob ``i``).
 
     Arrays: ``x, y, w, h, area`` (int64, pixels), ``cx, cy`` (weighted centroid, pixels),
-    ``peak`` (largest strength), ``peak_value`` (largest raw frame value) per blob.
+    ``peak`` (largest strength), ``peak_value`` (largest raw frame value) per blob; ``px,
+    py, plabel`` the foreground pixels and their blob index.
     """
 
     labels: NDArray[np.int32]
@@ -39,22 +40,23 @@ class Blobs:
     cy: FloatArray
     peak: FloatArray
     peak_value: FloatArray
+    px: IntArray
+    py: IntArray
+    plabel: IntArray
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
     def fraction(self, pixels: BoolArray) -> FloatArray:
         """Fraction of each blob's pixels where ``pixels`` is true."""
-        fg = self.labels > 0
-        lab = self.labels[fg] - 1
-        hits = np.bincount(lab, weights=pixels[fg].astype(np.float64), minlength=len(self))
+        on = pixels[self.py, self.px].astype(np.float64)
+        hits = np.bincount(self.plabel, weights=on, minlength=len(self))
         return np.asarray(hits / np.maximum(self.area, 1), dtype=np.float64)
 
     def maximum(self, values: NDArray[Any]) -> FloatArray:
         """Largest of ``values`` (an image of the frame's shape) over each blob's pixels."""
-        fg = self.labels > 0
         out = np.full(len(self), -np.inf)
-        np.maximum.at(out, self.labels[fg] - 1, np.asarray(values[fg], dtype=np.float64))
+        np.maximum.at(out, self.plabel, np.asarray(values[self.py, self.px], dtype=np.float64))
         return out
 
 
@@ -64,13 +66,20 @@ def find_blobs(
     """Components of ``mask`` (non-zero = foreground, 8-connected) with centroids weighted by
     ``strength`` (same shape) and peaks of ``strength`` and of ``frame`` (default
     ``strength``)."""
-    n, cc_labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    # Grana's block-based labelling: the fastest of OpenCV's on sparse masks by 3× (measured,
+    # one thread, 640×512), with the same labels as the default.
+    n, cc_labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
+        mask, 8, cv2.CV_32S, cv2.CCL_GRANA
+    )
     labels = np.asarray(cc_labels, dtype=np.int32)
     k = n - 1
-    fg = labels > 0
-    lab = labels[fg] - 1
-    ys, xs = np.nonzero(fg)
-    wgt = np.asarray(strength[fg], dtype=np.float64)
+    # Only the foreground pixels from here on (cv2.findNonZero lists them without a
+    # full-frame boolean pass).
+    points = cv2.findNonZero(mask)
+    xy = np.zeros((0, 2), dtype=np.int64) if points is None else points.reshape(-1, 2)
+    xs, ys = xy[:, 0], xy[:, 1]
+    lab = labels[ys, xs].astype(np.int64) - 1
+    wgt = np.asarray(strength[ys, xs], dtype=np.float64)
     wpos = np.maximum(wgt, 1e-9)
     total = np.bincount(lab, weights=wpos, minlength=k)
     cx = np.bincount(lab, weights=wpos * xs, minlength=k) / np.maximum(total, 1e-300)
@@ -81,7 +90,7 @@ def find_blobs(
         peak_value = peak.copy()
     else:
         peak_value = np.full(k, -np.inf)
-        values = np.asarray(frame[fg], dtype=np.float64)
+        values = np.asarray(frame[ys, xs], dtype=np.float64)
         np.maximum.at(peak_value, lab, values)
     st = np.asarray(stats)[1:].astype(np.int64)
     return Blobs(
@@ -95,4 +104,7 @@ def find_blobs(
         cy=cy,
         peak=peak,
         peak_value=peak_value,
+        px=xs.astype(np.int64),
+        py=ys.astype(np.int64),
+        plabel=lab,
     )

@@ -271,15 +271,26 @@ def pixel_to_angles(
     ``cv2.undistortPoints``. Arrays of any (equal) shape; the result has that shape."""
     uu, vv = np.broadcast_arrays(np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64))
     shape = uu.shape
-    pts = np.stack([uu.ravel(), vv.ravel()], axis=-1).reshape(-1, 1, 2)
-    if pts.shape[0] == 0:
-        return np.zeros(shape), np.zeros(shape)
-    norm = cv2.undistortPoints(pts, intr.K, intr.dist).reshape(-1, 2)
-    rays = np.column_stack([norm, np.ones(norm.shape[0])])
-    world = rays @ camera_rotation(mount)  # R.T @ ray for every row
+    az, el = _ray_angles(_rays(intr, uu.ravel(), vv.ravel()), camera_rotation(mount))
+    return az.reshape(shape), el.reshape(shape)
+
+
+def _rays(intr: CameraIntrinsics, u: FloatArray, v: FloatArray) -> FloatArray:
+    """Undistorted viewing rays ``(N, 3)`` in camera axes (``z = 1``) of pixels ``u, v``."""
+    if u.shape[0] == 0:
+        return np.zeros((0, 3))
+    pts = np.stack([u, v], axis=-1).reshape(-1, 1, 2)
+    norm = np.asarray(cv2.undistortPoints(pts, intr.K, intr.dist)).reshape(-1, 2)
+    return np.column_stack([norm, np.ones(norm.shape[0])])
+
+
+def _ray_angles(rays: FloatArray, R: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Azimuth (clockwise from the frame's north) and elevation, degrees, of camera rays
+    under the rotation ``R`` (ENU to camera)."""
+    world = rays @ R  # R.T @ ray for every row
     az = np.degrees(np.arctan2(world[:, 0], world[:, 1]))
     el = np.degrees(np.arctan2(world[:, 2], np.hypot(world[:, 0], world[:, 1])))
-    return az.reshape(shape), el.reshape(shape)
+    return az, el
 
 
 def project_enu(
@@ -349,18 +360,28 @@ def camera_detections(
         return DetectionBatch.empty()
     u = np.array([d.cx for d in dets], dtype=np.float64)
     v = np.array([d.y + d.h - 0.5 for d in dets], dtype=np.float64)
-    az, el = pixel_to_angles(intr, mount, u, v)
+    # The pixel and its four neighbours for the Jacobian, undistorted in one call.
+    d = _DU_PX
+    rays = _rays(
+        intr, np.concatenate([u, u + d, u - d, u, u]), np.concatenate([v, v, v, v + d, v - d])
+    )
+    az_all, el_all = _ray_angles(rays, camera_rotation(mount))
+    az, el = az_all[:n], el_all[:n]
     # Jacobian of (az, el) in degrees w.r.t. (u, v, yaw, pitch), by central differences.
     J = np.zeros((n, 2, 4))
-    for col, (du, dv) in enumerate(((_DU_PX, 0.0), (0.0, _DU_PX))):
-        ap, ep = pixel_to_angles(intr, mount, u + du, v + dv)
-        am, em = pixel_to_angles(intr, mount, u - du, v - dv)
-        J[:, 0, col] = _wrap_deg(ap - am) / (2 * _DU_PX)
-        J[:, 1, col] = (ep - em) / (2 * _DU_PX)
+    for col in (0, 1):
+        plus, minus = (
+            slice((1 + 2 * col) * n, (2 + 2 * col) * n),
+            slice((2 + 2 * col) * n, (3 + 2 * col) * n),
+        )
+        J[:, 0, col] = _wrap_deg(az_all[plus] - az_all[minus]) / (2 * d)
+        J[:, 1, col] = (el_all[plus] - el_all[minus]) / (2 * d)
     for col, field in ((2, "yaw_deg"), (3, "pitch_deg")):
         base = getattr(mount, field)
-        ap, ep = pixel_to_angles(intr, replace(mount, **{field: base + _DANGLE_DEG}), u, v)
-        am, em = pixel_to_angles(intr, replace(mount, **{field: base - _DANGLE_DEG}), u, v)
+        up = camera_rotation(replace(mount, **{field: base + _DANGLE_DEG}))
+        down = camera_rotation(replace(mount, **{field: base - _DANGLE_DEG}))
+        ap, ep = _ray_angles(rays[:n], up)
+        am, em = _ray_angles(rays[:n], down)
         J[:, 0, col] = _wrap_deg(ap - am) / (2 * _DANGLE_DEG)
         J[:, 1, col] = (ep - em) / (2 * _DANGLE_DEG)
     src = np.diag(

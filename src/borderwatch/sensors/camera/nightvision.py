@@ -30,7 +30,7 @@ from borderwatch.config.camera import DetectorSettings
 from borderwatch.sensors.camera.blobs import find_blobs
 from borderwatch.sensors.camera.classify import to_detections
 from borderwatch.sensors.camera.detect import PixelDetection, check_frame, geometry_of
-from borderwatch.sensors.camera.thermal import clutter_map, robust_noise
+from borderwatch.sensors.camera.thermal import robust_noise, threshold_map
 
 __all__ = ["NightVisionDetector"]
 
@@ -100,8 +100,7 @@ class NightVisionDetector:
         for img in (smooth, cv2.bitwise_not(smooth)):
             opened = cv2.morphologyEx(img, cv2.MORPH_OPEN, self._background_kernel)
             contrast = np.asarray(cv2.subtract(img, opened))
-            level, clutter = clutter_map(contrast, img.shape)
-            masks.append(contrast > level + s.snr * np.maximum(clutter, sigma))
+            masks.append(contrast > threshold_map(contrast, 1.0, s.snr, sigma))
             strengths.append(contrast)
         mask = cv2.morphologyEx((masks[0] | masks[1]).astype(np.uint8), cv2.MORPH_CLOSE, _KERNEL3)
         strength = np.maximum(strengths[0], strengths[1])

@@ -43,7 +43,7 @@ from borderwatch.sensors.camera.blobs import find_blobs
 from borderwatch.sensors.camera.classify import to_detections
 from borderwatch.sensors.camera.detect import PixelDetection, check_frame, geometry_of
 
-__all__ = ["ThermalDetector", "robust_noise"]
+__all__ = ["ThermalDetector", "robust_noise", "threshold_map"]
 
 _KERNEL3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
 #: Sparse grid step of the noise estimate, pixels.
@@ -67,15 +67,16 @@ def robust_noise(frame: NDArray[np.integer]) -> float:
     return max(float(np.median(d)) * 1.4826 / float(np.sqrt(2.0)), _MIN_NOISE)
 
 
-def clutter_map(contrast: NDArray[Any], shape: tuple[int, ...]) -> tuple[float, FloatArray]:
-    """The contrast's median level and a map of its local robust spread (both in counts).
+def threshold_map(contrast: NDArray[Any], floor: float, snr: float, sigma: float) -> NDArray[Any]:
+    """Per-pixel detection threshold for ``contrast`` (same dtype and shape, in counts).
 
-    The spread is a low quantile (about the 30th percentile) of the absolute deviation from
-    the level of a sparse sample in each ``_CELL_PX`` square cell, scaled to a normal σ: a
-    target filling most of a cell does not inflate it. A 3×3 median over the cells then drops
-    cells a large target covers entirely, a 3×3 mean smooths the rest, and the map is
-    interpolated to full size: textured water or terrain raises the threshold where it is,
-    not everywhere.
+    The threshold is ``max(floor, level + snr·max(spread, sigma))``: ``level`` is the
+    contrast's median, ``spread`` its local robust spread, a low quantile (about the 30th
+    percentile) of the absolute deviation from the level of a sparse sample in each
+    ``_CELL_PX`` square cell, scaled to a normal σ, so that a target filling most of a cell
+    does not inflate it. A 3×3 median over the cells then drops cells a large target covers
+    entirely, a 3×3 mean smooths the rest, and the cell map is interpolated to full size:
+    textured water or terrain raises the threshold where it is, not everywhere.
     """
     sample = contrast[::_NOISE_STEP, ::_NOISE_STEP].astype(np.float32)
     level = float(np.median(sample))
@@ -88,8 +89,11 @@ def clutter_map(contrast: NDArray[Any], shape: tuple[int, ...]) -> tuple[float, 
     low = np.partition(blocks, k, axis=2)[:, :, k] * _LOW_QUANTILE_TO_SIGMA
     spread = cv2.medianBlur(np.ascontiguousarray(low, dtype=np.float32), 3)
     spread = cv2.blur(spread, (3, 3), borderType=cv2.BORDER_REPLICATE)
-    full = cv2.resize(spread, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-    return level, np.asarray(full, dtype=np.float64)
+    cells = np.maximum(floor, level + snr * np.maximum(spread, sigma))
+    top = float(np.iinfo(contrast.dtype).max)
+    cells = np.clip(np.ceil(cells), 0.0, top).astype(contrast.dtype)
+    h, w = contrast.shape
+    return np.asarray(cv2.resize(cells, (w, h), interpolation=cv2.INTER_LINEAR))
 
 
 class ThermalDetector:
@@ -131,11 +135,11 @@ class ThermalDetector:
         gain, offset = self.kelvin_per_count(f)
         background = cv2.morphologyEx(f, cv2.MORPH_OPEN, self._background_kernel)
         contrast = cv2.subtract(f, background)  # saturates at 0: warm contrast only
-        sigma = robust_noise(f)
-        level, clutter = clutter_map(contrast, f.shape)
-        threshold = np.maximum(s.contrast_k / gain, level + s.snr * np.maximum(clutter, sigma))
+        threshold = threshold_map(contrast, s.contrast_k / gain, s.snr, robust_noise(f))
         warm = np.asarray(
-            cv2.morphologyEx((contrast > threshold).astype(np.uint8), cv2.MORPH_CLOSE, _KERNEL3)
+            cv2.morphologyEx(
+                cv2.compare(contrast, threshold, cv2.CMP_GT), cv2.MORPH_CLOSE, _KERNEL3
+            )
         )
         static = self._update_static(warm, f.shape)
         blobs = find_blobs(warm, contrast, f)
@@ -170,7 +174,8 @@ class ThermalDetector:
             self._persist = np.zeros(shape, dtype=np.uint16)
         grown = cv2.dilate(warm, _KERNEL3)
         # Count up where warm (saturating), back to zero where not.
-        persist = np.asarray(cv2.add(self._persist, grown.astype(np.uint16))) * (grown > 0)
+        on = grown > 0
+        persist = np.asarray(cv2.add(self._persist, on.astype(np.uint16))) * on
         self._persist = persist
         if self.frames < self.settings.static_frames:
             return None
