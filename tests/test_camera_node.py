@@ -24,7 +24,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from borderwatch.cli import main
-from borderwatch.config.devices import DeviceConfig
+from borderwatch.config.devices import DeviceConfig, ThermalCameraDevice
 from borderwatch.config.node import NodeConfig, load_node_config
 from borderwatch.config.tracker import TrackerConfig
 from borderwatch.drivers.camera import FrameCredits
@@ -34,7 +34,7 @@ from borderwatch.fusion.detections import DetectionBatch, MeasurementKind
 from borderwatch.fusion.frames import LocalFrame
 from borderwatch.fusion.tracker import Tracker
 from borderwatch.schema import Alert, NodeState, Track
-from borderwatch.sensors.camera.geometry import PlatformPose
+from borderwatch.sensors.camera.geometry import CameraIntrinsics, PlatformPose
 from borderwatch.sensors.navigation import NavState
 from borderwatch.simulator.camerastream import FrameStreamServer
 from borderwatch.simulator.devices import nmea_coordinate
@@ -493,6 +493,28 @@ def test_example_camera_node_config_validates(capsys: pytest.CaptureFixture[str]
     assert {"gps", "thermal_camera", "nightvision_camera"} <= types
     assert main(["validate-config", str(path)]) == 0
     assert "boat-thermal (thermal_camera)" in capsys.readouterr().out
+
+
+def test_relative_camera_files_are_taken_from_the_config_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    CameraIntrinsics.from_fov(640, 512, 24.0).to_opencv_file(folder / "thermal.yaml")
+    (folder / "node.yaml").write_text(
+        "node_id: n1\n"
+        "frame: {lat_deg: 44.187, lon_deg: 19.335}\n"
+        "devices:\n"
+        "  - {type: thermal_camera, sensor_id: cam, url: rec/run1.y16, width: 640, height: 512,\n"
+        "     intrinsics: {calibration_file: thermal.yaml}}\n",
+        encoding="utf-8",
+    )
+    device = load_node_config(folder / "node.yaml").devices[0]
+    assert isinstance(device, ThermalCameraDevice)
+    assert device.url == str(folder / "rec" / "run1.y16")
+    assert device.intrinsics.calibration_file == folder / "thermal.yaml"
+    stage = CameraStage(device, 0, FRAME)
+    assert stage.fault is None
+    assert stage.intrinsics is not None
+    assert stage.intrinsics.width == 640
 
 
 def test_camera_doc_examples_validate() -> None:

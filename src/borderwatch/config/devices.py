@@ -174,6 +174,11 @@ class BaseDevice(BaseModel):
         """The parsed ``url``."""
         return parse_device_url(self.url)
 
+    def with_base(self, folder: Path) -> Self:
+        """The device with the relative file paths of its settings taken from ``folder`` (the
+        configuration file's); the same device when it has none."""
+        return self
+
 
 class GpsDevice(BaseDevice):
     """The node's own GNSS receiver (NMEA 0183: fix, velocity, heading, accuracy)."""
@@ -283,6 +288,8 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".pgm")
 #: Network schemes OpenCV's VideoCapture (FFmpeg) reads.
 CAPTURE_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https"})
 _V4L2_DEVICE = re.compile(r"^/dev/video\d+$")
+#: Camera URL schemes that name files (relative paths are taken from the configuration's folder).
+FILE_SCHEMES = frozenset({"raw", "images", "video"})
 
 
 def parse_camera_url(url: str) -> DeviceUrl:
@@ -339,8 +346,8 @@ class CameraIntrinsicsSettings(BaseModel):
     calibration_file: Path | None = Field(
         default=None,
         description="OpenCV calibration file (YAML/XML with camera_matrix and "
-        "distortion_coefficients), e.g. from cv2.calibrateCamera. A file that cannot be read "
-        "puts the camera in fault at start; the node goes on.",
+        "distortion_coefficients), e.g. from cv2.calibrateCamera; relative to the configuration "
+        "file. A file that cannot be read puts the camera in fault at start; the node goes on.",
     )
 
     @model_validator(mode="after")
@@ -463,6 +470,22 @@ class CameraDevice(BaseDevice):
         """The parsed ``url`` (scheme ``tcp``, ``capture``, ``v4l2``, ``raw``, ``images`` or
         ``video``)."""
         return parse_camera_url(self.url)
+
+    def with_base(self, folder: Path) -> Self:
+        """Relative file sources, calibration and model files taken from ``folder``."""
+        update: dict[str, object] = {}
+        if self.endpoint.scheme in FILE_SCHEMES and not Path(self.url).is_absolute():
+            update["url"] = str(folder / self.url)
+        calibration = self.intrinsics.calibration_file
+        if calibration is not None and not calibration.is_absolute():
+            intrinsics = self.intrinsics.model_copy(
+                update={"calibration_file": folder / calibration}
+            )
+            update["intrinsics"] = intrinsics
+        model = self.detector.dnn_model
+        if model is not None and not model.is_absolute():
+            update["detector"] = self.detector.model_copy(update={"dnn_model": folder / model})
+        return self.model_copy(update=update) if update else self
 
 
 class ThermalCameraDevice(CameraDevice):

@@ -151,11 +151,14 @@ class NodeConfig(BaseModel):
 
 
 def load_node_config(path: str | Path) -> NodeConfig:
-    """Read and validate a node configuration file; relative ``border`` and outbox paths are
-    resolved against the file's folder. Errors are :class:`~borderwatch.errors.ConfigError` with the
-    file and line of the offending setting."""
+    """Read and validate a node configuration file; relative ``border``, outbox and device file
+    paths are resolved against the file's folder. Errors are
+    :class:`~borderwatch.errors.ConfigError` with the file and line of the offending setting."""
     path = Path(path)
     config = load_yaml_model(path, NodeConfig)
+    config = config.model_copy(
+        update={"devices": [d.with_base(path.parent) for d in config.devices]}
+    )
     if config.border is not None and not config.border.is_absolute():
         config = config.model_copy(update={"border": path.parent / config.border})
     if config.mqtt is not None and not config.mqtt.outbox_path.is_absolute():
