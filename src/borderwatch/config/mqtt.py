@@ -113,6 +113,22 @@ class MqttSettings(BaseModel):
         allow_inf_nan=False,
         description="Seconds between the node's track summaries (alerts go out at once).",
     )
+    track_dead_reckoning_m: float = Field(
+        default=5.0,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="A track is summarised again only when a receiver's constant-velocity "
+        "prediction from its last summary has drifted this far, m, from the node's estimate "
+        "(or at the heartbeat, or when it is new, changes status or class); 0: every track "
+        "every track_interval_s.",
+    )
+    track_heartbeat_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="Every track is summarised at least this often, s (keep it well below the "
+        "centre's fusion.stale_s).",
+    )
     track_border_kind: Literal["green", "blue"] = Field(
         default="blue",
         description="Border kind in the topic of this node's tracks "

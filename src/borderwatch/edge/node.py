@@ -42,6 +42,7 @@ from borderwatch.edge.mqtt import MqttOutput
 from borderwatch.errors import CommandError
 from borderwatch.fusion.borders import load_border
 from borderwatch.fusion.outputs import AlertEvent, BorderAlert
+from borderwatch.fusion.reporting import DeadReckoningReporter
 from borderwatch.fusion.tracker import StepResult, Tracker
 from borderwatch.schema import (
     Alert,
@@ -63,7 +64,7 @@ from borderwatch.schema import (
     concealment_from_event,
     tracks_from_table,
 )
-from borderwatch.schema.convert import time_at
+from borderwatch.schema.convert import COAST_AFTER_S, time_at
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,8 @@ class Node:
         self.outputs = list(outputs)
         self.clock = clock
         self.track_interval_s = track_interval_s
+        # Without MQTT settings, every track is reported every interval.
+        self.reporter = DeadReckoningReporter(0.0, track_interval_s, COAST_AFTER_S)
         self.frame = config.frame.local_frame()
         start = clock()
         self.started_at = start
@@ -150,6 +153,9 @@ class Node:
             )
             self.outputs.append(self.mqtt)
             self.track_interval_s = config.mqtt.track_interval_s
+            self.reporter = DeadReckoningReporter(
+                config.mqtt.track_dead_reckoning_m, config.mqtt.track_heartbeat_s, COAST_AFTER_S
+            )
             for verb in COMMAND_VERBS:
                 self.mqtt.on_command(verb, self._command_handler(verb))
         self.border = border
@@ -288,7 +294,12 @@ class Node:
         ]
         if result.tables and result.tracks.t - self._last_tracks_t >= self.track_interval_s:
             self._last_tracks_t = result.tracks.t
-            batch += tracks_from_table(result.tracks, self.publisher, vessels=self.stage.ais.lookup)
+            batch += tracks_from_table(
+                result.tracks,
+                self.publisher,
+                vessels=self.stage.ais.lookup,
+                rows=self.reporter.select(result.tracks),
+            )
         await self._publish_batch(batch)
         await self._concealments(t)
         if t - self._last_pli_t >= self.track_interval_s:

@@ -371,8 +371,10 @@ def tracks_from_table(
     *,
     coast_after_s: float = COAST_AFTER_S,
     vessels: Callable[[int], Mapping[str, object] | None] | None = None,
+    rows: Sequence[int] | np.ndarray | None = None,
 ) -> list[Track]:
-    """Confirmed tracks of a :class:`TrackTable` → Track messages, one per row, in order.
+    """Confirmed tracks of a :class:`TrackTable` → Track messages, one per row (or per row of
+    ``rows``), in order.
 
     Track ids become ``"{node_id}:{track_id}"``; a track is ``coasting`` when its last
     detection is more than ``coast_after_s`` seconds older than the table, else ``confirmed``;
@@ -382,11 +384,14 @@ def tracks_from_table(
     """
     node_id, epoch = publisher.node_id, publisher.epoch
     origin = EnuOrigin.from_frame(publisher.frame)
-    points = _geo_points(publisher.frame, table.x[:, :2])
+    chosen = np.arange(len(table)) if rows is None else np.asarray(rows, dtype=np.int64)
+    points = dict(
+        zip(chosen.tolist(), _geo_points(publisher.frame, table.x[chosen, :2]), strict=True)
+    )
     P = _symmetric(table.P)
     time = time_at(table.t, epoch)
     out = []
-    for i in range(len(table)):
+    for i in chosen.tolist():
         coasting = table.t - float(table.last_update_t[i]) > coast_after_s
         out.append(
             Track(
