@@ -152,7 +152,7 @@ class CentreIntakeSettings(BaseModel):
         "track topics give the latest state of every track. 1: every summary is acknowledged.",
     )
     track_batch: int = Field(
-        default=500,
+        default=100,
         ge=1,
         description="Most track summaries fused in one turn, between checks for alerts, "
         "states and commands.",

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import random
@@ -106,6 +107,9 @@ from borderwatch.schema.convert import _geo_points, _plane_xy, seconds_since, ti
 from borderwatch.schema.messages import AnyMessage, escalate
 
 log = logging.getLogger(__name__)
+
+#: Queued centre messages published before their acknowledgements are awaited together.
+SEND_WINDOW: Final = 32
 
 #: Verbs of the operator commands.
 VERBS: Final = ("acknowledge", "assign", "close")
@@ -624,31 +628,45 @@ class Centre:
 
     async def _send(self, client: aiomqtt.Client) -> None:
         """Publish queued events and replies first, then the latest picture; an item leaves
-        the queue only once the broker acknowledged it."""
+        the queue only once the broker acknowledged it.
+
+        Up to :data:`SEND_WINDOW` queued items go out back to back (in order, on one
+        connection) before their acknowledgements are awaited together: one round trip per
+        window, not per event, so a busy second's alert events do not queue behind each
+        other's round trips.
+        """
         while True:
             await self._out_wake.wait()
             self._out_wake.clear()
-            while self._outgoing or self._picture_pub is not None:
-                item = self._outgoing[0] if self._outgoing else self._picture_pub
-                assert item is not None
-                try:
-                    await client.publish(
-                        item.pub.topic,
-                        item.pub.payload,
-                        qos=1,
-                        retain=item.pub.retain,
-                        properties=_properties(
-                            PacketTypes.PUBLISH, json_payload=True, correlation=item.correlation
-                        ),
-                    )
-                    self.stats.published += 1
-                except ValueError as exc:  # paho refuses a malformed (response) topic
-                    self.stats.dropped_outgoing += 1
-                    log.warning("centre: not published to %r: %s", item.pub.topic, exc)
-                if self._outgoing and self._outgoing[0] is item:
-                    self._outgoing.popleft()
-                elif self._picture_pub is item:  # not replaced while in flight
+            while self._outgoing:
+                window = list(itertools.islice(self._outgoing, SEND_WINDOW))
+                async with asyncio.TaskGroup() as tasks:
+                    for item in window:
+                        tasks.create_task(self._publish(client, item))
+                for item in window:  # unless the queue overflowed and dropped it meanwhile
+                    if self._outgoing and self._outgoing[0] is item:
+                        self._outgoing.popleft()
+            picture = self._picture_pub
+            if picture is not None:
+                await self._publish(client, picture)
+                if self._picture_pub is picture:  # not replaced while in flight
                     self._picture_pub = None
+
+    async def _publish(self, client: aiomqtt.Client, item: _Outgoing) -> None:
+        try:
+            await client.publish(
+                item.pub.topic,
+                item.pub.payload,
+                qos=1,
+                retain=item.pub.retain,
+                properties=_properties(
+                    PacketTypes.PUBLISH, json_payload=True, correlation=item.correlation
+                ),
+            )
+            self.stats.published += 1
+        except ValueError as exc:  # paho refuses a malformed (response) topic
+            self.stats.dropped_outgoing += 1
+            log.warning("centre: not published to %r: %s", item.pub.topic, exc)
 
     def _queue(self, item: _Outgoing) -> None:
         if len(self._outgoing) >= self.config.intake.outgoing:
