@@ -196,8 +196,12 @@ async def test_mast_camera_truth_to_tracks_scored() -> None:
 
 async def test_two_boats_cameras_triangulate_one_target() -> None:
     """Two patrol boats 600 m apart see a dark boat ~800 m off only as bearings (cameras 3 m
-    above the water); paired, the bearings start and keep one track on it."""
+    above the water); paired, the bearings start and keep one track on it. Each boat's
+    navigation is off the truth as a real one is: a GNSS position bias (σ 1 m) and a compass
+    bias (σ 0.3°), with 0.1° of heading jitter per frame; frames are rendered from the true
+    pose, detections placed with the believed one."""
     boats = [(0.0, 0.0, 30.0), (600.0, 0.0, 330.0)]  # e, n, heading
+    errors = np.random.default_rng(20).normal(0.0, [1.0, 1.0, 0.3], (2, 3))
     stages = [
         CameraStage(
             camera(sensor_id=f"boat{i}-thermal", mount={"height_m": 3.0, "pitch_deg": -0.5}),
@@ -219,10 +223,11 @@ async def test_two_boats_cameras_triangulate_one_target() -> None:
         target = (300.0 + 4.0 * t, 750.0 - 1.0 * t)
         batches: list[DetectionBatch] = []
         for i, (stage, (e, n, heading)) in enumerate(zip(stages, boats, strict=True)):
-            nav = nav_at(e, n, heading, t)
-            pose = stage.pose(nav)
-            assert isinstance(pose, PlatformPose)
-            image = render_thermal([RenderTarget(*target, "boat")], intr, mount, pose, rng)
+            de, dn, dh = errors[i]
+            nav = nav_at(e + de, n + dn, heading + dh + rng.normal(0.0, 0.1), t)
+            assert isinstance(stage.pose(nav), PlatformPose)
+            true_pose = PlatformPose(e, n, heading)
+            image = render_thermal([RenderTarget(*target, "boat")], intr, mount, true_pose, rng)
             # The two boats' frames are 40 ms apart, as unsynchronised cameras are.
             batch = DetectionBatch.concat(await detect_frame(stage, t + 0.04 * i, image, nav))
             kinds.update(batch.kind.tolist())
@@ -240,7 +245,8 @@ async def test_two_boats_cameras_triangulate_one_target() -> None:
         )
     print(f"triangulated track: GOSPA (2nd half) {np.mean(gospas):.1f} m")
     assert kinds == {MeasurementKind.BEARING_ONLY}
-    assert all(s.pd >= 0.9 and s.rms_deg <= 0.5 and s.false_per_frame <= 0.1 for s in scores)
+    # The bearing error is now mostly the compass bias (|0.3°| σ), on top of the image's own.
+    assert all(s.pd >= 0.9 and s.rms_deg <= 1.0 and s.false_per_frame <= 0.1 for s in scores)
     assert len(tracks.track_id) == 1
     error = float(np.hypot(*(tracks.x[0, :2] - np.array(target))))
     assert error < 20.0, error
