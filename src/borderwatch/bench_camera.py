@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -152,10 +152,8 @@ def still_scenes(seed: int, frames: int) -> dict[str, Any]:
         "low_contrast_1000m": Tally(),
         "low_contrast_empty": Tally(),
     }
-    errors: list[float] = []
-    predicted: list[float] = []
-    rb_rows = 0
-    rows = 0
+    ideal = BearingErrors()
+    miscalibrated = BearingErrors()
     for k in range(frames):
         pose = PlatformPose(0.0, 0.0, float(rng.uniform(0, 360)), 0.0, 0.0)
         for name, ranges in (
@@ -180,30 +178,72 @@ def still_scenes(seed: int, frames: int) -> dict[str, Any]:
             t.detected += len(pairs)
             t.false += false
             if name == "people_100_1000m" and pairs:
-                matched = [dets[i] for i, _j in pairs]
-                batch = camera_detections(matched, intr, MOUNT, pose, float(k), 0)
-                for row, (_i, j) in enumerate(pairs):
-                    tg = targets[j]
-                    truth = math.atan2(tg.e - pose.e, tg.n - pose.n)
-                    rb = batch.kind[row] == MeasurementKind.RANGE_BEARING
-                    b = batch.z[row, 1] if rb else batch.z[row, 0]
-                    var = batch.R[row, 1, 1] if rb else batch.R[row, 0, 0]
-                    errors.append(math.degrees((b - truth + math.pi) % (2 * math.pi) - math.pi))
-                    predicted.append(math.degrees(math.sqrt(var)))
-                    rb_rows += int(rb)
-                    rows += 1
-    err = np.array(errors)
+                ideal.add(dets, pairs, targets, intr, pose, k)
+        # The same people through a mount whose true yaw and pitch differ from the assumed
+        # ones by its calibration σ: the error the rows' R should predict.
+        targets = people_at(rng, pose, rng.uniform(100, 1000, 4))
+        true_mount = replace(
+            MOUNT,
+            yaw_deg=float(rng.normal(0.0, MOUNT.sigma_yaw_deg)),
+            pitch_deg=float(rng.normal(0.0, MOUNT.sigma_pitch_deg)),
+        )
+        frame = render_thermal(targets, intr, true_mount, pose, rng, scene)
+        dets = make_detector(settings).detect(frame)
+        boxes, visible, _rng = target_boxes(targets, intr, true_mount, pose)
+        pairs, _false = match(dets, boxes, visible)
+        miscalibrated.add(dets, pairs, targets, intr, pose, k)
     return {
         "tallies": {k: v.figures() for k, v in tallies.items()},
-        "bearing_error_deg": {
-            "rms": float(np.sqrt(np.mean(err**2))) if err.size else None,
-            "mean": float(err.mean()) if err.size else None,
-            "p95_abs": float(np.percentile(np.abs(err), 95)) if err.size else None,
-            "predicted_sigma_mean": float(np.mean(predicted)) if predicted else None,
-            "rows": rows,
-            "range_bearing_rows": rb_rows,
-        },
+        "bearing_error_deg": ideal.figures(),
+        "bearing_error_mount_deg": miscalibrated.figures(),
     }
+
+
+@dataclass
+class BearingErrors:
+    """Bearing errors of matched detections' fusion rows against truth."""
+
+    errors: list[float] = field(default_factory=list)
+    sigmas: list[float] = field(default_factory=list)
+    range_bearing: int = 0
+
+    def add(
+        self,
+        dets: list[PixelDetection],
+        pairs: list[tuple[int, int]],
+        targets: list[RenderTarget],
+        intr: CameraIntrinsics,
+        pose: PlatformPose,
+        k: int,
+    ) -> None:
+        if not pairs:
+            return
+        batch = camera_detections([dets[i] for i, _j in pairs], intr, MOUNT, pose, float(k), 0)
+        for row, (_i, j) in enumerate(pairs):
+            tg = targets[j]
+            truth = math.atan2(tg.e - pose.e, tg.n - pose.n)
+            rb = batch.kind[row] == MeasurementKind.RANGE_BEARING
+            b = batch.z[row, 1] if rb else batch.z[row, 0]
+            var = batch.R[row, 1, 1] if rb else batch.R[row, 0, 0]
+            self.errors.append(math.degrees((b - truth + math.pi) % (2 * math.pi) - math.pi))
+            self.sigmas.append(math.degrees(math.sqrt(var)))
+            self.range_bearing += int(rb)
+
+    def figures(self) -> dict[str, Any]:
+        err = np.array(self.errors)
+        sig = np.array(self.sigmas)
+        if err.size == 0:
+            return {"rows": 0}
+        return {
+            "rms": float(np.sqrt(np.mean(err**2))),
+            "mean": float(err.mean()),
+            "p95_abs": float(np.percentile(np.abs(err), 95)),
+            "predicted_sigma_mean": float(sig.mean()),
+            # Mean squared error in units of the predicted variance: 1 when R is honest.
+            "normalised_sq": float(np.mean((err / sig) ** 2)),
+            "rows": int(err.size),
+            "range_bearing_rows": self.range_bearing,
+        }
 
 
 def video_scene(seed: int, frames: int, people: int) -> Tally:
@@ -301,6 +341,7 @@ def _num(value: object, fmt: str) -> str:
 def _text(r: dict[str, Any]) -> str:
     s, st, v = r["speed"], r["still"], r["video"]
     b = st["bearing_error_deg"]
+    bm = st["bearing_error_mount_deg"]
     lines = [
         f"camera: {WIDTH}x{HEIGHT} Y16, {HFOV_DEG:g} deg HFOV, 3 m above water (cpu {r['cpu']})",
         f"speed: {s['fps']:.1f} frames/s on one core (target >= 60), mean "
@@ -310,6 +351,10 @@ def _text(r: dict[str, Any]) -> str:
         f"{_num(b['p95_abs'], '.3f')}; predicted sigma with mount/heading terms "
         f"{_num(b['predicted_sigma_mean'], '.3f')} deg; {b['range_bearing_rows']}/{b['rows']} "
         "rows range-bearing",
+        f"bearing error with mount errors drawn at their sigma: rms "
+        f"{_num(bm.get('rms'), '.3f')} deg, predicted sigma "
+        f"{_num(bm.get('predicted_sigma_mean'), '.3f')} deg, mean (err/sigma)^2 "
+        f"{_num(bm.get('normalised_sq'), '.2f')} (1 = honest R)",
     ]
     for mode, block in (("still", st["tallies"]), ("video", v)):
         for name, f in block.items():
