@@ -80,11 +80,35 @@ def test_bursts_cover_every_target_once_a_second_with_their_scheduled_stamp() ->
     assert sum(sizes) == len(load)
 
 
+@pytest.mark.parametrize("rate_hz", [2, 5, 10])
+def test_at_a_higher_rate_every_target_is_in_rate_bursts_a_second(rate_hz: int) -> None:
+    load = CrossingLoad.make(23, 10.0, np.random.default_rng(1))
+    maker = BurstMaker(load, 1_800_000_000.0, np.random.default_rng(2), rate_hz)
+    seen = np.zeros(len(load), dtype=int)
+    for k in range(BURSTS_PER_S):
+        _stamp, messages = maker.burst(k)
+        # Each detection lies within a few sigma of one target's true position.
+        xy = maker.publisher.frame.to_enu(
+            np.array([m.measurement.position.lat_deg for m in messages]),  # type: ignore[union-attr]
+            np.array([m.measurement.position.lon_deg for m in messages]),  # type: ignore[union-attr]
+        )
+        truth = load.positions(k / BURSTS_PER_S, np.arange(len(load)))
+        nearest = np.argmin(np.hypot(*(xy[:, None, :2] - truth[None]).transpose(2, 0, 1)), 1)
+        seen[nearest] += 1
+    assert seen.tolist() == [rate_hz] * len(load)
+
+
 def test_bad_arguments_are_refused_before_anything_starts() -> None:
     with pytest.raises(ValueError, match="at least one target"):
         CrossingLoad.make(0, 10.0, np.random.default_rng(0))
     with pytest.raises(ValueError, match="seconds"):
         run_e2e_bench(10, 0.0)
+    with pytest.raises(ValueError, match="rate_hz"):
+        run_e2e_bench(10, 5.0, rate_hz=3)
+    with pytest.raises(ValueError, match="brokers the bench starts"):
+        run_e2e_bench(10, 60.0, broker="mqtt://127.0.0.1:1883", outage_s=5.0)
+    with pytest.raises(ValueError, match="seconds >= 53"):
+        run_e2e_bench(10, 30.0, outage_s=5.0)
     with pytest.raises(ValidationError):
         run_e2e_bench(10, 5.0, broker="http://127.0.0.1:1883")
 

@@ -1,9 +1,17 @@
 """``borderwatch bench e2e``: detection to fused alert, through a real broker, end to end.
 
-Four parties share one MQTT broker on the loopback interface::
+Four parties and two MQTT brokers on the loopback interface (one broker for all with
+``--broker``)::
 
-    load generator ──det (QoS 0)──▶ node (own process) ──alerts, tracks (QoS 1, outbox)──▶
-        centre (own process) ──centre alert events (QoS 1)──▶ console (observer)
+    load generator ──det (QoS 0, boat broker)──▶ node (own process)
+        ──alerts, tracks (QoS 1, outbox; link broker)──▶ centre (own process)
+        ──centre alert events (QoS 1, link broker)──▶ console (observer)
+
+The boat broker stands for the boat's own network, where its sensors publish; the link
+broker for the radio link to the centre. ``outage_s`` stops the link broker for that long
+(:meth:`~borderwatch.edge.broker.EmbeddedBroker.interrupt`) while the boat's sensors go on:
+the node's outbox keeps what it cannot send, and the figures say whether every alert still
+reached the centre once.
 
 * The **load generator** (this process) moves ``targets`` simulated people on a grid south of a
   straight green border; most walk north and cross it at times staggered over the run, the
@@ -45,7 +53,7 @@ import os
 import resource
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
@@ -90,8 +98,15 @@ DETECTION_LIST: Final = TypeAdapter(list[Detection])
 CENTRE_ID: Final = "bench-centre"
 #: Deployment origin (WGS-84): the Drina near Zvornik; any origin would do.
 ORIGIN: Final = FrameSettings(lat_deg=44.387, lon_deg=19.104, alt_m=150.0)
-#: Bursts a second: each target is in one of them, so every target is detected at 1 Hz.
+#: Bursts a second: at ``rate_hz`` a target is in every ``BURSTS_PER_S / rate_hz``-th one.
 BURSTS_PER_S: Final = 10
+#: Detection rates a target may have, Hz (divisors of :data:`BURSTS_PER_S`).
+RATES_HZ: Final = (1, 2, 5, 10)
+#: An outage (``outage_s``) of the centre's broker begins this long after the first burst, s.
+OUTAGE_START_S: Final = 8.0
+#: Load kept up after an outage ends, at least, s: the node's reconnect backoff is capped at
+#: 30 s (its default), and its outbox must then drain.
+AFTER_OUTAGE_S: Final = 40.0
 #: Spacing of the targets' grid, m: far more than a gate, so the load is association-easy
 #: and the figures measure the pipeline, not ambiguity.
 SPACING_M: Final = 150.0
@@ -193,10 +208,15 @@ class BurstMaker:
         rng: noise source.
     """
 
-    def __init__(self, load: CrossingLoad, start: float, rng: np.random.Generator) -> None:
+    def __init__(
+        self, load: CrossingLoad, start: float, rng: np.random.Generator, rate_hz: int = 1
+    ) -> None:
+        if rate_hz not in RATES_HZ:
+            raise ValueError(f"rate_hz must be one of {RATES_HZ}, not {rate_hz}")
         self.load = load
         self.start = start
         self.rng = rng
+        self.rate_hz = rate_hz
         origin = ORIGIN.local_frame()
         self.publisher = Publisher(
             frame=origin,
@@ -207,13 +227,14 @@ class BurstMaker:
             simulated=True,
             exercise=False,
         )
-        slots = np.arange(len(load)) % BURSTS_PER_S
-        self._members = [np.flatnonzero(slots == k) for k in range(BURSTS_PER_S)]
+        groups = BURSTS_PER_S // rate_hz
+        slots = np.arange(len(load)) % groups
+        self._members = [np.flatnonzero(slots == k) for k in range(groups)]
 
     def burst(self, k: int) -> tuple[datetime, list[Detection]]:
         """The stamp (scheduled time) and detections of burst ``k`` (at ``k / BURSTS_PER_S`` s)."""
         t = k / BURSTS_PER_S
-        index = self._members[k % BURSTS_PER_S]
+        index = self._members[k % len(self._members)]
         xy = self.load.positions(t, index) + self.rng.normal(0.0, SIGMA_M, (index.size, 2))
         n = index.size
         batch = DetectionBatch.positions(
@@ -233,10 +254,13 @@ class BurstMaker:
 # ------------------------------------------------------------------------------ the parties
 
 
-def node_config(broker: str, workdir: Path, border: Path) -> NodeConfig:
-    """The benchmark's node: one MQTT detections sensor, MQTT output with its outbox in
-    ``workdir``, no reorder window, steps at most every 20 ms."""
-    parts = urlsplit(broker)
+def node_config(
+    broker: str, workdir: Path, border: Path, sensor_broker: str | None = None
+) -> NodeConfig:
+    """The benchmark's node: one MQTT detections sensor (on ``sensor_broker``, default
+    ``broker``), MQTT output to ``broker`` with its outbox in ``workdir``, no reorder window,
+    steps at most every 20 ms."""
+    parts = urlsplit(sensor_broker or broker)
     det_topic = topics.sensor_detections(NODE_ID, SENSOR_ID)
     return NodeConfig(
         node_id=NODE_ID,
@@ -463,15 +487,24 @@ async def _console(
     broker: str, subscribed: asyncio.Event, into: list[tuple[float, str, bytes]]
 ) -> None:
     """Receive the centre's alert events and the nodes' alerts until cancelled, noting the
-    wall time of each (parsed afterwards, so parsing does not delay the next receipt)."""
-    async with _client(broker, "console") as client:
-        await client.subscribe([(CentreTopics(CENTRE_ID).alert(), 1), (topics.alert(), 1)])
-        subscribed.set()
-        async for message in client.messages:
-            payload = message.payload
-            into.append(
-                (time.time(), str(message.topic), payload if isinstance(payload, bytes) else b"")
-            )
+    wall time of each (parsed afterwards, so parsing does not delay the next receipt).
+    Reconnects at once when the broker goes away (an outage run)."""
+    while True:
+        try:
+            async with _client(broker, "console") as client:
+                await client.subscribe([(CentreTopics(CENTRE_ID).alert(), 1), (topics.alert(), 1)])
+                subscribed.set()
+                async for message in client.messages:
+                    payload = message.payload
+                    into.append(
+                        (
+                            time.time(),
+                            str(message.topic),
+                            payload if isinstance(payload, bytes) else b"",
+                        )
+                    )
+        except aiomqtt.MqttError:
+            await asyncio.sleep(0.05)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -561,22 +594,30 @@ def _cpu_percent(report: dict[str, Any]) -> float:
     return round(100.0 * float(report["stop_cpu_s"] - report["go_cpu_s"]) / wall, 1)
 
 
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """What one run is: the load and where its parties connect."""
+
+    targets: int
+    seconds: float
+    rate_hz: int
+    broker: str  # the node's output, the centre and the console
+    sensor_broker: str  # the load generator and the node's detections driver
+    outage: Callable[[float], Awaitable[None]] | None  # stops ``broker`` for that long
+    outage_s: float
+
+
 async def _run(
-    targets: int,
-    seconds: float,
-    broker: str,
-    workdir: Path,
-    seed: int,
-    progress: Callable[[str], None],
+    run: _Run, workdir: Path, seed: int, progress: Callable[[str], None]
 ) -> dict[str, Any]:
+    targets, seconds, broker = run.targets, run.seconds, run.broker
     rng = np.random.default_rng(seed)
     load = CrossingLoad.make(targets, seconds, rng)
     border_path = workdir / "border.geojson"
     border_path.write_text(json.dumps(load.border().to_geojson()), encoding="utf-8")
+    node_json = node_config(broker, workdir, border_path, run.sensor_broker).model_dump_json()
     parties = [
-        _start_party(
-            "node", _node_process, node_config(broker, workdir, border_path).model_dump_json()
-        ),
+        _start_party("node", _node_process, node_json),
         _start_party("centre", _centre_process, centre_config(broker, workdir).model_dump_json()),
     ]
     node, centre = parties
@@ -589,13 +630,18 @@ async def _run(
                 raise BenchError(f"{party.name} did not start")
         async with asyncio.timeout(READY_TIMEOUT_S):
             await subscribed.wait()
-        progress(f"node and centre ready; {targets} targets for {seconds:g} s")
+        progress(f"node and centre ready; {targets} targets at {run.rate_hz} Hz for {seconds:g} s")
         bursts = max(1, round(seconds * BURSTS_PER_S))
-        maker = BurstMaker(load, time.time() + 0.5, rng)
+        maker = BurstMaker(load, time.time() + 0.5, rng, run.rate_hz)
         for party in parties:
             party.conn.send("go")
         late_s: list[float] = []
-        published = await _generate(broker, maker, bursts, late_s)
+        outage = None
+        if run.outage is not None:
+            outage = asyncio.create_task(_outage(run.outage, run.outage_s, maker.start, progress))
+        published = await _generate(run.sensor_broker, maker, bursts, late_s)
+        if outage is not None:
+            await outage
         node.conn.send("stop")
         node_report: dict[str, Any] = await node.receive(DRAIN_TIMEOUT_S + 30.0)
         await asyncio.sleep(SETTLE_S)
@@ -610,7 +656,7 @@ async def _run(
             party.end()
     centre_lat, node_lat, events, unmatched = _latencies(received, maker.start, bursts)
     return _result(
-        targets,
+        run,
         published,
         late_s,
         node_report,
@@ -622,8 +668,20 @@ async def _run(
     )
 
 
+async def _outage(
+    interrupt: Callable[[float], Awaitable[None]],
+    seconds: float,
+    start: float,
+    progress: Callable[[str], None],
+) -> None:
+    await asyncio.sleep(max(0.0, start + OUTAGE_START_S - time.time()))
+    progress(f"centre broker down for {seconds:g} s")
+    await interrupt(seconds)
+    progress("centre broker back")
+
+
 def _result(
-    targets: int,
+    run: _Run,
     published: int,
     late_s: list[float],
     node: dict[str, Any],
@@ -638,7 +696,9 @@ def _result(
     latency = _percentiles_ms(centre_lat)
     node_latency = _percentiles_ms(node_lat)
     return {
-        "targets": targets,
+        "targets": run.targets,
+        "rate_hz": run.rate_hz,
+        "outage_s": run.outage_s,
         "seconds": round(load_s, 1),
         "p50_ms": latency["p50"],
         "p99_ms": latency["p99"],
@@ -658,6 +718,7 @@ def _result(
         "alerts_pending": node["alerts_pending"],
         "alerts_received": centre["alerts_received"],
         "alerts_duplicated": centre["alerts_duplicated"],
+        "alerts_lost": node["alerts_raised"] - node["alerts_pending"] - centre["alerts_received"],
         "redelivered": centre["redelivered"],
         "centre_alert_events": centre["centre_alert_events"],
         "centre_alert_events_received": events,
@@ -682,6 +743,8 @@ def run_e2e_bench(
     seconds: float = 60.0,
     broker: str | None = None,
     *,
+    rate_hz: int = 1,
+    outage_s: float = 0.0,
     seed: int = 7,
     progress: Callable[[str], None] = lambda msg: None,
 ) -> dict[str, Any]:
@@ -689,14 +752,31 @@ def run_e2e_bench(
     with a one-paragraph summary under ``"text"``.
 
     Args:
-        targets: simultaneous targets, each detected once a second.
+        targets: simultaneous targets.
         seconds: duration of the load, s (tracks need about 4 s before the first alert).
-        broker: ``mqtt://HOST:PORT`` of a running broker; None: start one on loopback.
+        broker: ``mqtt://HOST:PORT`` of a running broker for every party; None: start two on
+            loopback, one between the load generator and the node (the boat's), one between
+            the node and the centre.
+        rate_hz: detections of each target a second (1, 2, 5 or 10).
+        outage_s: stop the node-centre broker this long, starting :data:`OUTAGE_START_S`
+            into the load (only with the brokers the bench starts); 0: no outage.
         seed: seed of the targets' motion and the detection noise.
         progress: called with a line of progress now and then.
     """
     if seconds <= 0:
         raise ValueError("seconds must be positive")
+    if rate_hz not in RATES_HZ:
+        raise ValueError(f"rate_hz must be one of {RATES_HZ}, not {rate_hz}")
+    if outage_s < 0:
+        raise ValueError("outage_s must not be negative")
+    if outage_s and broker is not None:
+        raise ValueError("an outage needs the brokers the bench starts (no --broker)")
+    if outage_s and seconds < OUTAGE_START_S + outage_s + AFTER_OUTAGE_S:
+        raise ValueError(
+            f"an outage of {outage_s:g} s needs seconds >= "
+            f"{OUTAGE_START_S + outage_s + AFTER_OUTAGE_S:g} (it starts {OUTAGE_START_S:g} s in, "
+            f"and the node needs up to {AFTER_OUTAGE_S:g} s after it to reconnect and drain)"
+        )
     if broker is not None:
         MqttSettings(url=broker)  # refuses a bad URL before anything starts
 
@@ -704,14 +784,17 @@ def run_e2e_bench(
         with TemporaryDirectory(prefix="borderwatch-bench-e2e-") as tmp:
             workdir = Path(tmp)
             if broker is not None:
-                result = await _run(targets, seconds, broker, workdir, seed, progress)
+                run = _Run(targets, seconds, rate_hz, broker, broker, None, 0.0)
+                result = await _run(run, workdir, seed, progress)
                 result["broker"] = "external"
                 return result
-            own = EmbeddedBroker()
-            async with own as url:
-                progress(f"{own.backend} broker on {url}")
-                result = await _run(targets, seconds, url, workdir, seed, progress)
-                result["broker"] = own.backend
+            boat, link = EmbeddedBroker(), EmbeddedBroker()
+            async with boat as boat_url, link as url:
+                progress(f"{link.backend} brokers: boat {boat_url}, node-centre {url}")
+                outage = link.interrupt if outage_s else None
+                run = _Run(targets, seconds, rate_hz, url, boat_url, outage, outage_s)
+                result = await _run(run, workdir, seed, progress)
+                result["broker"] = link.backend
                 return result
 
     result = asyncio.run(main())
@@ -721,11 +804,14 @@ def run_e2e_bench(
 
 def _summary(r: dict[str, Any]) -> str:
     return (
-        f"e2e ({r['broker']} broker): {r['targets']} targets at 1 Hz for {r['seconds']:g} s; "
+        f"e2e ({r['broker']} broker): {r['targets']} targets at {r['rate_hz']} Hz for "
+        f"{r['seconds']:g} s"
+        + (f" with a {r['outage_s']:g} s outage of the centre's broker" if r["outage_s"] else "")
+        + "; "
         f"detection to centre alert p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max "
         f"{r['max_ms']} ms over {r['latency_events']} events (target p50 <= 50, p99 <= 250); "
         f"node processed {r['detections_per_s']:g} detections/s, {r['drops']} dropped; alerts "
-        f"sent {r['alerts_sent']}, received {r['alerts_received']}, duplicated "
-        f"{r['alerts_duplicated']}; CPU node {r['node_cpu_percent']} %, centre "
+        f"sent {r['alerts_sent']}, received {r['alerts_received']}, lost {r['alerts_lost']}, "
+        f"duplicated {r['alerts_duplicated']}; CPU node {r['node_cpu_percent']} %, centre "
         f"{r['centre_cpu_percent']} % of one core"
     )

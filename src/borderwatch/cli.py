@@ -111,6 +111,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             max(args.targets),
             args.seconds,
             args.broker,
+            rate_hz=args.rate,
+            outage_s=args.outage,
             seed=args.seed,
             progress=lambda msg: log.info("bench: %s", msg),
         )
@@ -337,6 +339,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--broker",
         default=None,
         help="e2e: broker URL mqtt://HOST:PORT (default: start one on loopback)",
+    )
+    p.add_argument(
+        "--rate",
+        type=int,
+        default=1,
+        choices=[1, 2, 5, 10],
+        help="e2e: detections of each target a second (default: %(default)s)",
+    )
+    p.add_argument(
+        "--outage",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="e2e: stop the node-centre broker for S seconds during the run (default: none)",
     )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
