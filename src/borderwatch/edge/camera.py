@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from borderwatch.config.camera import DetectorSettings, IntrinsicsSettings, MountSettings
-from borderwatch.config.devices import AnyCamera
+from borderwatch.config.devices import AnyCamera, CameraSiteSettings
 from borderwatch.drivers.base import LogLimiter
 from borderwatch.drivers.camera import FrameTicket
 from borderwatch.errors import ConfigError
@@ -98,6 +98,14 @@ def camera_geometry(device: AnyCamera) -> tuple[CameraIntrinsics, CameraMount]:
     return intr, mount
 
 
+def site_pose(site: CameraSiteSettings, frame: LocalFrame) -> PlatformPose:
+    """A fixed camera's pose in the fusion frame."""
+    en = frame.to_enu(np.array([site.lat_deg]), np.array([site.lon_deg]))[0]
+    return PlatformPose(
+        float(en[0]), float(en[1]), site.heading_deg, site.sigma_pos_m, site.sigma_heading_deg
+    )
+
+
 class CameraStage:
     """One camera's frames to detections in a worker thread. See the module docstring.
 
@@ -136,7 +144,7 @@ class CameraStage:
                 self.detector = make_detector(detector_settings(device))
             except (ConfigError, OSError, ValueError) as exc:
                 self._set_fault("no_detector", str(exc))
-        self._site = self._site_pose()
+        self._site = None if device.site is None else site_pose(device.site, frame)
         self._lock = threading.Lock()
         self._jobs: deque[_Job] = deque()
         self._results: list[DetectionBatch] = []
@@ -155,15 +163,6 @@ class CameraStage:
             self.sensor_id,
             reason,
             detail,
-        )
-
-    def _site_pose(self) -> PlatformPose | None:
-        site = self.device.site
-        if site is None:
-            return None
-        en = self.frame.to_enu(np.array([site.lat_deg]), np.array([site.lon_deg]))[0]
-        return PlatformPose(
-            float(en[0]), float(en[1]), site.heading_deg, site.sigma_pos_m, site.sigma_heading_deg
         )
 
     def pose(self, nav: NavState | None) -> PlatformPose | str:

@@ -9,21 +9,33 @@ link drops them. :meth:`FrameStreamServer.stop` closes the port and every client
 goes away); :meth:`FrameStreamServer.start` again serves on the same port (it comes back).
 :meth:`FrameStreamServer.send_raw` sends arbitrary bytes, for fault injection.
 
+:func:`serve_scenario_camera` renders a scenario's targets, as a fixed camera sees them, in real
+time (or faster) and serves them; ``python -m borderwatch.simulator.camerastream`` does it for
+a camera of a node configuration (see :func:`main`), so that ``borderwatch node`` reads a
+simulated thermal camera through its real driver.
+
 :func:`write_y16_file` writes 16-bit frames as a raw ``.y16`` file (a thermal core's raw
 recording); :mod:`borderwatch.simulator.render` writes 16-bit PNG sequences and videos.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from borderwatch.drivers.framestream import Image, encode_frame
+from borderwatch.fusion.detections import TargetClass
+from borderwatch.sensors.camera.geometry import CameraIntrinsics, CameraMount, PlatformPose
+from borderwatch.simulator.render import RenderTarget, render_nightvision, render_thermal
+from borderwatch.simulator.truth import SimTarget
 
 log = logging.getLogger(__name__)
 
@@ -142,3 +154,140 @@ def write_y16_file(path: Path, frames: Iterable[Image]) -> int:
             out.write(np.ascontiguousarray(image, dtype="<u2").tobytes())
             n += 1
     return n
+
+
+# ------------------------------------------------------------------------------- scenarios
+
+#: What each target class looks like to a camera.
+RENDER_CLASS = {
+    TargetClass.PERSON: "person",
+    TargetClass.BOAT: "boat",
+    TargetClass.VEHICLE: "vehicle",
+    TargetClass.UNKNOWN: "person",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CameraView:
+    """A simulated fixed camera: optics, mount, pose and what it renders.
+
+    Attributes:
+        intrinsics: the camera's optics.
+        mount: its mount (height, pointing).
+        pose: where it stands and its reference heading, local ENU metres.
+        thermal: Y16 thermal frames (True) or 8-bit night-vision frames.
+    """
+
+    intrinsics: CameraIntrinsics
+    mount: CameraMount
+    pose: PlatformPose
+    thermal: bool = True
+
+
+def targets_at(targets: Sequence[SimTarget], t: float) -> list[RenderTarget]:
+    """The targets alive at scenario time ``t`` (s), where they are then."""
+    out = []
+    for target in targets:
+        if target.start_s <= t <= target.end_s:
+            xy, _v, _h = target.trajectory.evaluate(np.array([t]))
+            cls = RENDER_CLASS.get(target.cls, "person")
+            out.append(RenderTarget(float(xy[0, 0]), float(xy[0, 1]), cls))
+    return out
+
+
+def render_view(
+    view: CameraView, targets: Sequence[RenderTarget], rng: np.random.Generator
+) -> Image:
+    """One frame of ``targets`` as ``view`` sees them."""
+    render = render_thermal if view.thermal else render_nightvision
+    return render(targets, view.intrinsics, view.mount, view.pose, rng)
+
+
+async def serve_scenario_camera(
+    server: FrameStreamServer,
+    targets: Sequence[SimTarget],
+    view: CameraView,
+    *,
+    fps: float,
+    until_s: float,
+    speed: float = 1.0,
+    seed: int = 0,
+    epoch_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Serve frames of the scenario's targets from ``t = 0`` to ``until_s`` (scenario s) at
+    ``fps`` frames per scenario second, scenario time running ``speed`` times as fast as
+    ``clock``; returns the frames rendered. Each frame's capture time in the stream header is
+    ``epoch_s`` (Unix s; default: now) plus its scenario time. A frame whose time has passed
+    while the previous one was rendered is skipped (as a camera that cannot keep up drops
+    frames), so the served time never lags."""
+    rng = np.random.default_rng(seed)
+    epoch = time.time() if epoch_s is None else epoch_s
+    start = clock()
+    frames = 0
+    k = 0
+    while (t := k / fps) <= until_s:
+        delay = start + t / speed - clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif -delay * speed > 1.0 / fps:
+            k += 1
+            continue
+        image = render_view(view, targets_at(targets, t), rng)
+        await server.send(image, k, epoch + t)
+        frames += 1
+        k += 1
+    return frames
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m borderwatch.simulator.camerastream SCENARIO NODE_YAML SENSOR_ID``: serve the
+    scenario as that camera of the node configuration sees it (it needs a fixed ``site``), on
+    the port of its ``tcp://127.0.0.1:PORT`` url."""
+    from borderwatch.config.devices import NightVisionCameraDevice, ThermalCameraDevice
+    from borderwatch.config.node import load_node_config
+    from borderwatch.config.scenario import load_scenario
+    from borderwatch.edge.camera import camera_geometry, site_pose
+    from borderwatch.scenarios import resolve_scenario
+    from borderwatch.simulator.run import simulate
+
+    parser = argparse.ArgumentParser(description="serve a scenario as a camera's frame stream")
+    parser.add_argument("scenario", help="scenario YAML file, or the name of a shipped scenario")
+    parser.add_argument("node_config", type=Path, help="node configuration with the camera")
+    parser.add_argument("sensor_id", help="the camera's sensor_id (a camera with a site)")
+    parser.add_argument("--fps", type=float, default=10.0, help="frames per scenario second")
+    parser.add_argument("--speed", type=float, default=1.0, help="scenario seconds per second")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    scenario = load_scenario(resolve_scenario(args.scenario))
+    config = load_node_config(args.node_config)
+    device = next((d for d in config.devices if d.sensor_id == args.sensor_id), None)
+    if not isinstance(device, ThermalCameraDevice | NightVisionCameraDevice):
+        parser.error(f"{args.sensor_id!r} is not a camera of {args.node_config}")
+    endpoint = device.endpoint
+    if endpoint.scheme != "tcp" or device.site is None:
+        parser.error("the camera needs a tcp://127.0.0.1:PORT url and a site")
+    intr, mount = camera_geometry(device)
+    pose = site_pose(device.site, config.frame.local_frame())
+    view = CameraView(intr, mount, pose, thermal=isinstance(device, ThermalCameraDevice))
+    sim = simulate(scenario)
+
+    async def serve() -> int:
+        async with FrameStreamServer(endpoint.port, endpoint.host) as server:
+            log.info("serving %s as %s on %s", scenario.name, device.sensor_id, server.url)
+            return await serve_scenario_camera(
+                server,
+                sim.targets,
+                view,
+                fps=args.fps,
+                until_s=scenario.duration_s,
+                speed=args.speed,
+                seed=sim.seed,
+            )
+
+    log.info("%d frames served", asyncio.run(serve()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
