@@ -234,3 +234,41 @@ def test_two_cameras_triangulate_one_target():
     d2 = np.array([math.sin(b2), math.cos(b2)])
     s = np.linalg.solve(np.column_stack([d1, -d2]), p2 - p1)
     np.testing.assert_allclose(p1 + s[0] * d1, target, atol=2.0)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    boxes=st.lists(
+        st.tuples(st.floats(-50, 700), st.floats(-50, 560), st.integers(1, 80), st.integers(1, 80)),
+        min_size=1,
+        max_size=8,
+    ),
+    pitch=st.floats(-60, 30),
+    height=st.floats(0.1, 100),
+    heading=st.floats(-720, 720),
+    sigmas=st.tuples(st.floats(0, 2), st.floats(0, 2), st.floats(0, 5), st.floats(0, 3)),
+)
+def test_any_boxes_give_valid_rows(boxes, pitch, height, heading, sigmas):
+    """Whatever the boxes (even outside the image) and mount, rows are finite where used,
+    bearings in [0, 2π), and R symmetric positive semi-definite."""
+    s_yaw, s_pitch, s_pos, s_head = sigmas
+    mount = CameraMount(
+        pitch_deg=pitch, height_m=height, sigma_yaw_deg=s_yaw, sigma_pitch_deg=s_pitch
+    )
+    pose = PlatformPose(0.0, 0.0, heading, sigma_pos_m=s_pos, sigma_heading_deg=s_head)
+    dets = [
+        PixelDetection(int(x), int(y), w, h, 0.8, "person", x + w / 2, y + h / 2)
+        for x, y, w, h in boxes
+    ]
+    batch = camera_detections(dets, DISTORTED, mount, pose, 1.0, 0)
+    assert len(batch) == len(dets)
+    rb = batch.kind == MeasurementKind.RANGE_BEARING
+    assert np.all(np.isfinite(batch.z[:, 0]))
+    assert np.all(np.isfinite(batch.z[rb, 1]))
+    bearing = np.where(rb, batch.z[:, 1], batch.z[:, 0])
+    assert np.all((bearing >= 0) & (bearing < 2 * math.pi))
+    assert np.all(batch.z[rb, 0] > 0)
+    assert np.all(np.isfinite(batch.R))
+    np.testing.assert_allclose(batch.R, np.swapaxes(batch.R, 1, 2))
+    assert np.all(np.linalg.eigvalsh(batch.R[rb]) >= -1e-12)
+    assert np.all(batch.R[~rb, 0, 0] >= 0)

@@ -75,7 +75,10 @@ def run_detect(
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     settings = load_camera_file(camera).detector if camera is not None else DetectorSettings()
     # Build one detector up front so a bad model or calibration file fails before any output.
-    make_detector(settings)
+    # A network is stateless and costly to load: it serves every file; the classical
+    # detectors keep a video's state, so each file gets a fresh one.
+    first = make_detector(settings)
+    shared = first if settings.dnn_model is not None else None
     summary = DetectSummary()
 
     def complain(where: str, reason: str, key: str) -> None:
@@ -88,7 +91,7 @@ def run_detect(
         for path in inputs:
             name = str(path)
             used = 0
-            detector = make_detector(settings)
+            detector = shared if shared is not None else make_detector(settings)
             for index, frame in _frames(path, name, complain):
                 try:
                     dets = detector.detect(frame)
