@@ -226,3 +226,24 @@ def test_random_bytes_never_crash(tmp_path: Path, data: bytes, suffix: str):
     path.write_bytes(data)
     status = main(["detect", str(path), "--out", str(tmp_path / "d.csv")])
     assert status in (0, 1)
+
+
+def test_camera_file_with_an_onnx_model(tmp_path: Path):
+    """A relative ``dnn_model`` in the camera file is found beside it and serves every file."""
+    from tests.test_thermal_detect import _onnx_blob_model
+
+    _onnx_blob_model(tmp_path / "blobs.onnx", threshold=0.5)
+    camera = tmp_path / "cam.yaml"
+    camera.write_text("detector:\n  dnn_model: blobs.onnx\n  dnn_input_size: [160, 128]\n")
+    images = []
+    for i in range(3):
+        frame = np.full((256, 320), 50, dtype=np.uint8)
+        frame[100:120, 40 + 60 * i : 50 + 60 * i] = 230
+        images.append(tmp_path / f"p{i}.png")
+        cv2.imwrite(str(images[-1]), frame)
+    out = tmp_path / "d.csv"
+    assert main(["detect", *map(str, images), "--out", str(out), "--camera", str(camera)]) == 0
+    _header, rows = _read(out)
+    assert [(r["file"], abs(int(r["x"]) - (40 + 60 * i)) <= 3) for i, r in enumerate(rows)] == [
+        (str(p), True) for p in images
+    ]

@@ -160,21 +160,19 @@ class CameraFile(BaseModel):
 
 
 def load_camera_file(path: str | Path) -> CameraFile:
-    """Load a ``--camera`` file; a relative calibration file is resolved against its folder.
+    """Load a ``--camera`` file; a relative calibration or model file is resolved against the
+    file's folder.
 
     Raises :class:`~borderwatch.errors.ConfigError` naming the file and line.
     """
     path = Path(path)
     cfg = load_yaml_model(path, CameraFile)
-    intr = cfg.detector.intrinsics
-    if (
-        intr is not None
-        and intr.calibration_file is not None
-        and not intr.calibration_file.is_absolute()
-    ):
+    detector = cfg.detector
+    intr = detector.intrinsics
+    if intr is not None and intr.calibration_file is not None:
         resolved = path.parent / intr.calibration_file
         intr = intr.model_copy(update={"calibration_file": resolved})
-        cfg = cfg.model_copy(
-            update={"detector": cfg.detector.model_copy(update={"intrinsics": intr})}
-        )
-    return cfg
+        detector = detector.model_copy(update={"intrinsics": intr})
+    if detector.dnn_model is not None:
+        detector = detector.model_copy(update={"dnn_model": path.parent / detector.dnn_model})
+    return cfg.model_copy(update={"detector": detector})
