@@ -6,7 +6,8 @@ their background, so a single frame says little; motion does. Each frame is:
 1. denoised (a 5×5 Gaussian, which keeps objects a few pixels across);
 2. fed to OpenCV's MOG2 background subtractor (``nv_history`` frames, variance threshold
    ``nv_threshold``, no shadows); its foreground mask is opened (3×3) to remove the noise
-   pixels that pass alone;
+   pixels that pass alone, and closed with an upright 3×9 rectangle to join the parts of a
+   walker that move (head and shoulders, legs);
 3. made persistent: each foreground pixel continues the longest run of foreground found within
    ``nv_motion_px`` pixels in the previous frame (a grey dilation of the run lengths), so a
    mover's run follows it; only blobs whose run has lasted ``nv_persist_frames`` frames are
@@ -35,6 +36,7 @@ from borderwatch.sensors.camera.thermal import robust_noise, threshold_map
 __all__ = ["NightVisionDetector"]
 
 _KERNEL3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+_UPRIGHT = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 9))
 #: Score of a single-frame (no motion) detection is at most this.
 _STILL_SCORE = 0.5
 
@@ -75,6 +77,9 @@ class NightVisionDetector:
             return self._still(smooth)
         fg = self._mog.apply(smooth)
         fg = cv2.morphologyEx((fg > 0).astype(np.uint8), cv2.MORPH_OPEN, _KERNEL3)
+        # A walker's moving parts (head and shoulders, legs) come apart in the difference;
+        # a tall closing joins them again.
+        fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, _UPRIGHT)
         # Persistence follows a mover: each foreground pixel continues the longest run found
         # within the motion radius in the previous frame (a grey dilation of the run lengths).
         reach = np.asarray(cv2.dilate(self._persist, self._motion_kernel))
