@@ -14,8 +14,10 @@ import functools
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +32,19 @@ from borderwatch.config.tracker import TrackerConfig
 from borderwatch.drivers.base import Reading
 from borderwatch.drivers.camera import FrameCredits
 from borderwatch.drivers.registry import make_driver
-from borderwatch.edge.camera import CameraStage, camera_geometry, triangulate_bearings
+from borderwatch.edge.camera import (
+    BearingPairer,
+    CameraStage,
+    camera_geometry,
+    triangulate_bearings,
+)
+from borderwatch.edge.ingest import SensorStage
 from borderwatch.edge.node import Node
 from borderwatch.fusion.detections import DetectionBatch, MeasurementKind
 from borderwatch.fusion.frames import LocalFrame
 from borderwatch.fusion.tracker import Tracker
 from borderwatch.schema import Alert, NodeState, Track
+from borderwatch.sensors.base import Accepted
 from borderwatch.sensors.camera.geometry import CameraIntrinsics, PlatformPose
 from borderwatch.sensors.navigation import NavState
 from borderwatch.simulator.camerastream import FrameStreamServer
@@ -294,6 +303,90 @@ def test_triangulation_leaves_ambiguous_and_lone_bearings_alone() -> None:
     c0, c1 = bearing_deg((0, 0), (500, 900)), bearing_deg((600, 0), (500, 900))
     two = rows([1.0] * 4, [b0, c0, b1, c1], [(0, 0), (0, 0), (600, 0), (600, 0)], [0, 0, 1, 1])
     assert triangulate_bearings(two).kind.tolist() == [MeasurementKind.BEARING_ONLY] * 4
+
+
+async def test_a_node_pairs_two_cameras_bearings_finished_at_different_times() -> None:
+    """Two masts' cameras in one node, their workers finishing at different moments: the sensor
+    stage holds a bearing until its partner's arrives (≤ 0.2 s), pairs them, and the tracker,
+    with a reorder window covering that hold, starts one track and rejects nothing as late."""
+    sites = [(0.0, 0.0, 30.0), (600.0, 0.0, 330.0)]
+    devices = [
+        {
+            "type": "thermal_camera",
+            "sensor_id": f"mast{i}",
+            "url": f"tcp://127.0.0.1:{5700 + i}",
+            "width": 640,
+            "height": 512,
+            "intrinsics": {"hfov_deg": 24.0},
+            "site": site(e, n, heading),
+            "mount": {"height_m": 3.0, "pitch_deg": -0.5},
+        }
+        for i, (e, n, heading) in enumerate(sites)
+    ]
+    tracker_settings = {"reorder_lag_s": 0.3}
+    config = NodeConfig.model_validate(
+        {
+            "node_id": "masts",
+            "frame": ORIGIN,
+            "devices": devices,
+            "fusion": {"tracker": tracker_settings},
+        }
+    )
+    epoch = datetime.fromtimestamp(1.8e9, UTC)
+    stage = SensorStage(config, FRAME, epoch)
+    tracker = Tracker(config.fusion.tracker)
+    credits = FrameCredits(4)
+    rng = np.random.default_rng(25)
+    kinds: list[int] = []
+    for k in range(16):
+        t = k * 0.25
+        target = (300.0 + 4.0 * t, 750.0)
+        for i, (sensor_id, camera_stage) in enumerate(stage.cameras.items()):
+            pose = camera_stage.pose(None)
+            assert isinstance(pose, PlatformPose)
+            assert camera_stage.intrinsics is not None
+            image = render_thermal(
+                [RenderTarget(*target, "boat")],
+                camera_stage.intrinsics,
+                camera_stage.mount,
+                pose,
+                rng,
+            )
+            data = {"kind": "frame", "image": image, "ticket": credits.take()}
+            t_rx = epoch.timestamp() + t + 0.04 * i
+            stage.handle(Reading(sensor_id, t_rx, Accepted("y16", data)))
+            while not camera_stage.idle():
+                await asyncio.sleep(0.001)
+            # The node steps as soon as one camera's rows are ready.
+            rows = stage.take_detections()
+            kinds.extend(rows.kind.tolist())
+            tracks = tracker.step(rows, t + 0.04 * i).tracks
+    print(f"two masts in one node: rows to the tracker {Counter(kinds)}, tracks {len(tracks)}")
+    assert kinds.count(MeasurementKind.POSITION) >= 12
+    assert len(tracks.track_id) == 1
+    assert tracker.stats.rejected.get("late", 0) == 0
+    error = float(np.hypot(*(tracks.x[0, :2] - np.array(target))))
+    assert error < 20.0, error
+
+
+def test_bearing_pairer_releases_a_lone_bearing_after_its_hold() -> None:
+    pairer = BearingPairer(max_dt_s=0.2)
+    lone = DetectionBatch(
+        t=np.array([10.0]),
+        kind=np.array([MeasurementKind.BEARING_ONLY]),
+        z=np.array([[0.5, np.nan]]),
+        R=np.diag([1e-5, 0.0])[None],
+        sensor_xy=np.zeros((1, 2)),
+        sensor=np.array([0]),
+    )
+    position = DetectionBatch.positions(np.array([10.05]), np.array([[5.0, 5.0]]), np.ones(1))
+    out = pairer.take(DetectionBatch.concat([lone, position]), now=10.05)
+    assert out.kind.tolist() == [MeasurementKind.POSITION]
+    assert pairer.holding()
+    assert len(pairer.take(DetectionBatch.empty(), now=10.15)) == 0
+    out = pairer.take(DetectionBatch.empty(), now=10.25)
+    assert out.kind.tolist() == [MeasurementKind.BEARING_ONLY]
+    assert not pairer.holding()
 
 
 async def test_nightvision_camera_frames_go_through_motion_detection() -> None:

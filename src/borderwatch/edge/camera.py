@@ -374,3 +374,33 @@ def triangulate_bearings(
     used[i] = True
     used[j] = True
     return DetectionBatch.concat([batch.take(~used), positions])
+
+
+class BearingPairer:
+    """Holds cameras' bearing-only rows up to ``max_dt_s`` so that a partner camera's rows of the
+    same moment, finished by its own worker a little later, can be paired with them
+    (:func:`triangulate_bearings`). Rows with a position pass at once; a bearing that finds no
+    partner in time goes on as a bearing. At most ``max_dt_s`` of bearings are held, so the
+    tracker's ``reorder_lag_s`` should cover that plus the detection delay.
+    """
+
+    def __init__(self, max_dt_s: float = PAIR_MAX_DT_S) -> None:
+        self.max_dt_s = max_dt_s
+        self._held = DetectionBatch.empty()
+
+    def holding(self) -> bool:
+        """Whether bearings wait for a partner."""
+        return len(self._held) > 0
+
+    def take(self, new: DetectionBatch, now: float | None) -> DetectionBatch:
+        """``new`` and the held rows, paired where they can be; bearings younger than
+        ``max_dt_s`` at ``now`` (node time, s) that found no partner are held back (all are
+        released when ``now`` is None)."""
+        rows = triangulate_bearings(DetectionBatch.concat([self._held, new]), self.max_dt_s)
+        wait = rows.kind == MeasurementKind.BEARING_ONLY
+        if now is None:
+            wait[:] = False
+        else:
+            wait &= now - rows.t < self.max_dt_s
+        self._held = rows.take(wait)
+        return rows.take(~wait)

@@ -16,7 +16,8 @@ Each :class:`~borderwatch.drivers.base.Reading` is routed by its device's type:
     JSON detections from networked sensors, already in the wire schema.
 ``thermal_camera`` / ``nightvision_camera``
     frames go to the camera's :class:`~borderwatch.edge.camera.CameraStage` with the platform
-    pose at the frame's time; its worker thread's detections are taken with the others.
+    pose at the frame's time; its worker thread's detections are taken with the others, bearings
+    through a :class:`~borderwatch.edge.camera.BearingPairer` (held up to 0.2 s for a partner).
 
 The stage is synchronous and takes its time from the readings (reception time on the node's
 time axis), so a recorded run replays to the same detections. Every message that produces
@@ -44,7 +45,7 @@ from borderwatch.sensors.navigation import NavigationEstimator, NavState
 from borderwatch.sensors.radar import RadarSettings, radar_detections
 
 if TYPE_CHECKING:
-    from borderwatch.edge.camera import CameraStage
+    from borderwatch.edge.camera import BearingPairer, CameraStage
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +105,15 @@ class SensorStage:
             if d.type == "radar"
         }
         self.cameras: dict[str, CameraStage] = {}
+        self._pairer: BearingPairer | None = None
         cameras = [d for d in config.devices if isinstance(d, CAMERA_DEVICES)]
         if cameras:
-            from borderwatch.edge.camera import CameraStage  # OpenCV only with a camera
+            from borderwatch.edge.camera import BearingPairer, CameraStage  # OpenCV only then
 
             self.cameras = {
                 d.sensor_id: CameraStage(d, self.sensor_index[d.sensor_id], frame) for d in cameras
             }
+            self._pairer = BearingPairer()
         self._batches: list[DetectionBatch] = []
         self._radar_pending: dict[str, list[tuple[float, dict[str, Any]]]] = {}
         self._events: list[ConcealmentEvent] = []
@@ -236,6 +239,7 @@ class SensorStage:
             self._batches
             or self._radar_pending
             or any(c.has_results() for c in self.cameras.values())
+            or (self._pairer is not None and self._pairer.holding())
         )
 
     def take_detections(self) -> DetectionBatch:
@@ -245,12 +249,10 @@ class SensorStage:
             for batch in camera.take():
                 self._add(sensor_id, batch, {})
         batches, self._batches = self._batches, []
-        if not self.cameras:
+        if self._pairer is None:
             return DetectionBatch.concat(batches)
-        from borderwatch.edge.camera import triangulate_bearings
-
         # Bearings of two cameras (or a camera and a partner's) that cross on one target.
-        return triangulate_bearings(DetectionBatch.concat(batches))
+        return self._pairer.take(DetectionBatch.concat(batches), self.last_t)
 
     def add_events(self, events: list[ConcealmentEvent]) -> None:
         """Queue concealment events raised outside :meth:`handle` (an officer ending a session)."""
