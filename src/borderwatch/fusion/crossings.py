@@ -96,10 +96,21 @@ class BorderMonitor:
         dist = np.abs(prox.signed_distance_m)
         candidate = side != 0
         open_alert = (store.cross_alert[rows] > 0) | (store.approach_alert[rows] > 0)
+        # Tracks without an open alert matter only if they may cross now, or may raise an
+        # approach alert now: the approach rule's necessary conditions, vectorised, so that
+        # a thousand walkers heading for the line are not looked at one by one each step.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ttc = np.where(v_far > 0.0, dist / v_far, np.inf)
+        may_approach = (
+            (v_far > s.min_normal_speed_mps)
+            & (dist <= s.approach_max_distance_m)
+            & (ttc <= s.approach_horizon_s)
+            & (t - store.first_t[rows] >= s.approach_min_age_s)
+        )
         interesting = (
             open_alert
-            | (candidate & (p_far >= s.p_new))
-            | (candidate & (v_far > s.min_normal_speed_mps) & (dist <= s.approach_max_distance_m))
+            | (candidate & (p_far >= min(s.p_new, s.p_confirm)))
+            | (candidate & may_approach)
         )
         alerts: list[BorderAlert] = []
         for k in np.flatnonzero(interesting).tolist():
