@@ -93,6 +93,17 @@ class Tally:
     detected: int = 0
     false: int = 0
 
+    def count(
+        self, dets: list[PixelDetection], boxes: FloatArray, visible: np.ndarray
+    ) -> list[tuple[int, int]]:
+        """Match one frame's detections to its targets and count; the matched pairs."""
+        pairs, false = match(dets, boxes, visible)
+        self.frames += 1
+        self.visible += int(np.count_nonzero(visible))
+        self.detected += len(pairs)
+        self.false += false
+        return pairs
+
     def figures(self) -> dict[str, Any]:
         return {
             "frames": self.frames,
@@ -177,12 +188,7 @@ def still_scenes(seed: int, frames: int) -> dict[str, Any]:
             frame = render_thermal(targets, intr, MOUNT, pose, rng, hazy if low else scene)
             dets = make_detector(settings).detect(frame)
             boxes, visible, _rng = target_boxes(targets, intr, MOUNT, pose)
-            pairs, false = match(dets, boxes, visible)
-            t = tallies[name]
-            t.frames += 1
-            t.visible += int(np.count_nonzero(visible))
-            t.detected += len(pairs)
-            t.false += false
+            pairs = tallies[name].count(dets, boxes, visible)
             if name == "people_100_1000m" and pairs:
                 ideal.add(dets, pairs, targets, intr, pose, k)
         # The same people through a mount whose true yaw and pitch differ from the assumed
@@ -272,11 +278,7 @@ def video_scene(seed: int, frames: int, people: int) -> Tally:
         frame = render_thermal(targets, intr, MOUNT, pose, rng, scene)
         dets = detector.detect(frame)
         boxes, visible, _r = target_boxes(targets, intr, MOUNT, pose)
-        pairs, false = match(dets, boxes, visible)
-        tally.frames += 1
-        tally.visible += int(np.count_nonzero(visible))
-        tally.detected += len(pairs)
-        tally.false += false
+        tally.count(dets, boxes, visible)
     return tally
 
 
@@ -305,11 +307,7 @@ def nightvision_scene(seed: int, frames: int, people: int = 2) -> Tally:
         if k < NV_WARM_UP:
             continue
         boxes, visible, _r = target_boxes(targets, intr, mount, pose)
-        pairs, false = match(dets, boxes, visible)
-        tally.frames += 1
-        tally.visible += int(np.count_nonzero(visible))
-        tally.detected += len(pairs)
-        tally.false += false
+        tally.count(dets, boxes, visible)
     return tally
 
 
