@@ -290,3 +290,19 @@ def test_random_frames_never_crash(frame, kind):
             return
         assert _inside(dets, frame.shape)
         assert all(0.0 <= d.score <= 1.0 for d in dets)
+
+
+def test_black_hot_8_bit_frames():
+    """A camera's 8-bit black-hot video (warm is dark) finds the same people as white-hot."""
+    rng = np.random.default_rng(17)
+    targets = [_at(120.0, -5.0), _at(300.0, 4.0)]
+    y16 = render_thermal(targets, INTR, LEVEL, POSE, rng).astype(np.float64)
+    white = np.rint((y16 - y16.min()) * 255.0 / (y16.max() - y16.min())).astype(np.uint8)
+    black = 255 - white
+    boxes, visible, _ = target_boxes(targets, INTR, LEVEL, POSE)
+    found = make_detector(DetectorSettings(polarity="black_hot")).detect(black)
+    assert _found(found, boxes, visible) == [True, True]
+    assert len(found) == 2
+    assert [(d.x, d.y) for d in found] == [
+        (d.x, d.y) for d in make_detector(DetectorSettings()).detect(white)
+    ]

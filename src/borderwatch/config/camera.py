@@ -95,6 +95,11 @@ class DetectorSettings(BaseModel):
     gray_gain_k: FiniteFloat = Field(
         0.2, gt=0, description="kelvin per grey level of an 8-bit thermal frame"
     )
+    polarity: Literal["white_hot", "black_hot"] = Field(
+        "white_hot",
+        description="8-bit thermal frames: white_hot (warm is bright) or black_hot (inverted); "
+        "Y16 counts always rise with temperature",
+    )
     contrast_k: FiniteFloat = Field(
         2.0, gt=0, description="least contrast above the local background, kelvin"
     )

@@ -132,6 +132,8 @@ class ThermalDetector:
         :class:`~borderwatch.sensors.camera.detect.FrameError` for an unusable frame."""
         f = check_frame(frame)
         s = self.settings
+        if f.dtype == np.uint8 and s.polarity == "black_hot":
+            f = np.asarray(cv2.bitwise_not(f), dtype=np.uint8)
         gain, offset = self.kelvin_per_count(f)
         background = cv2.morphologyEx(f, cv2.MORPH_OPEN, self._background_kernel)
         contrast = cv2.subtract(f, background)  # saturates at 0: warm contrast only
