@@ -87,8 +87,9 @@ def test_points_behind_or_outside_are_masked():
     assert px[0] == pytest.approx([319.5, 255.5])
 
 
-def test_calibration_file_round_trip(tmp_path: Path):
-    path = tmp_path / "cam.yaml"
+@pytest.mark.parametrize("name", ["cam.yaml", "cam.xml"])
+def test_calibration_file_round_trip(tmp_path: Path, name: str):
+    path = tmp_path / name
     DISTORTED.to_opencv_file(path)
     loaded = CameraIntrinsics.from_opencv_file(path)
     assert (loaded.width, loaded.height) == (640, 512)
