@@ -299,6 +299,20 @@ def test_the_same_message_twice_is_recorded_once(store: AlertStore):
     assert [a.msg_id for a in store.alert_events(new.alert_id)] == [new.msg_id, update.msg_id]
 
 
+def test_a_batch_is_one_transaction_in_which_only_repeats_are_undone(store: AlertStore):
+    one, two = lifecycle(1), lifecycle(2)
+    reused = lifecycle(3)[0].model_copy(update={"msg_id": one[0].msg_id})
+    items = [(one[0], RECEIVED), (two[0], RECEIVED), (one[0], RECEIVED), (reused, RECEIVED)]
+    items += [(e, RECEIVED) for e in one[1:]]
+    assert store.record_alerts(items) == [True, True, False, False, True, True, True]
+    view = store.alert(one[0].alert_id)
+    assert view is not None
+    assert (view.event_count, view.latest) == (4, one[-1])
+    assert store.alert(reused.alert_id) is None  # its placeholder row undone with it
+    assert [e.msg_id for e in store.alert_events(two[0].alert_id)] == [two[0].msg_id]
+    assert store.record_alerts([]) == []
+
+
 def test_a_reused_msg_id_under_another_alert_id_leaves_no_trace(store: AlertStore):
     first = lifecycle(1)[0]
     other = lifecycle(2)[0].model_copy(update={"msg_id": first.msg_id})

@@ -111,6 +111,9 @@ log = logging.getLogger(__name__)
 #: Queued centre messages published before their acknowledgements are awaited together.
 SEND_WINDOW: Final = 32
 
+#: Most queued alerts stored in one transaction.
+STORE_BATCH: Final = 200
+
 #: Verbs of the operator commands.
 VERBS: Final = ("acknowledge", "assign", "close")
 
@@ -860,31 +863,45 @@ class Centre:
         await self._alert_writes.put((alert, events, received_at))
 
     async def _alert_writer(self) -> None:
-        """Store node alerts and the centre events they raised, in order of arrival."""
+        """Store node alerts and the centre events they raised, in order of arrival: what
+        has queued up meanwhile goes in one transaction (up to :data:`STORE_BATCH`), so a
+        backlog after an outage costs one commit per batch, not per event."""
         while True:
-            alert, events, received_at = await self._alert_writes.get()
+            batch = [await self._alert_writes.get()]
+            while len(batch) < STORE_BATCH and not self._alert_writes.empty():
+                batch.append(self._alert_writes.get_nowait())
             try:
-                await self._store_alert(alert, events, received_at)
+                await self._store_alerts(batch)
             except StoreError as exc:
                 self.stats.errors["store"] += 1
-                self._limiter.log(logging.ERROR, "store", "centre: alert not stored: %s", exc)
+                self._limiter.log(
+                    logging.ERROR, "store", "centre: %d alerts not stored: %s", len(batch), exc
+                )
             finally:
-                self._alert_writes.task_done()
+                for _ in batch:
+                    self._alert_writes.task_done()
 
-    async def _store_alert(self, alert: Alert, events: list[Alert], received_at: datetime) -> None:
+    async def _store_alerts(self, batch: list[tuple[Alert, list[Alert], datetime]]) -> None:
         assert self.store is not None
-        if not await self.store.record_alert(alert, received_at):
-            # Stored before this centre's memory began (a restart): its events went out again.
-            self.stats.duplicates += 1
-            self._limiter.log(
-                logging.WARNING,
-                "stored_alert",
-                "centre: alert message %s was stored before a restart; its centre events "
-                "were published again",
-                alert.msg_id,
-            )
-        for event in events:
-            await self.store.record_alert(event, received_at)  # idempotent by msg_id
+        items: list[tuple[Alert, datetime]] = []
+        for alert, events, received_at in batch:
+            items.append((alert, received_at))
+            items += [(event, received_at) for event in events]  # idempotent by msg_id
+        stored = iter(await self.store.record_alerts(items))
+        for alert, events, _ in batch:
+            if not next(stored):
+                # Stored before this centre's memory began (a restart): its events went out
+                # again.
+                self.stats.duplicates += 1
+                self._limiter.log(
+                    logging.WARNING,
+                    "stored_alert",
+                    "centre: alert message %s was stored before a restart; its centre events "
+                    "were published again",
+                    alert.msg_id,
+                )
+            for _ in events:
+                next(stored)
 
     def _centre_events(
         self, result: DedupResult, alert: Alert, xy: tuple[float, float]

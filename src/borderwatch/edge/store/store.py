@@ -295,8 +295,17 @@ class AlertStore(Closing):
             alert: the alert message, as received.
             received_at: when the centre received it (timezone-aware).
         """
-        received = _utc(received_at, "received_at")
+        return self.record_alerts([(alert, received_at)])[0]
+
+    def record_alerts(self, items: Sequence[tuple[Alert, datetime]]) -> list[bool]:
+        """Record alert events in order, in one transaction (one commit, one disk sync);
+        for each, what :meth:`record_alert` returns. A repeat is undone on its own (a
+        savepoint), not with the others."""
         with self._transaction() as conn:
+            return [self._record(conn, alert, _utc(r, "received_at")) for alert, r in items]
+
+    def _record(self, conn: sa.Connection, alert: Alert, received: datetime) -> bool:
+        with conn.begin_nested() as savepoint:
             conn.execute(
                 self._insert(alerts)
                 .values(
@@ -339,7 +348,7 @@ class AlertStore(Closing):
             ).first()
             if inserted is None:
                 # Seen before: undo the placeholder row a first duplicate may have created.
-                conn.rollback()
+                savepoint.rollback()
                 log.debug("duplicate alert message", extra={"msg_id": alert.msg_id})
                 return False
             changes: dict[str, Any] = {
@@ -589,6 +598,10 @@ class AsyncAlertStore:
     async def record_alert(self, alert: Alert, received_at: datetime) -> bool:
         """See :meth:`AlertStore.record_alert`."""
         return await asyncio.to_thread(self.store.record_alert, alert, received_at)
+
+    async def record_alerts(self, items: Sequence[tuple[Alert, datetime]]) -> list[bool]:
+        """See :meth:`AlertStore.record_alerts`."""
+        return await asyncio.to_thread(self.store.record_alerts, items)
 
     async def record_tracks(self, tracks: Sequence[Track]) -> int:
         """See :meth:`AlertStore.record_tracks`."""
