@@ -57,7 +57,7 @@ import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Literal
 
@@ -82,7 +82,7 @@ from borderwatch.edge.mqtt import (
 )
 from borderwatch.edge.signals import stop_on_signals
 from borderwatch.edge.store import AlertActionError, AsyncAlertStore, StoreError, UnknownAlertError
-from borderwatch.fusion.alertdedup import AlertDeduplicator, DedupResult, NodeAlert
+from borderwatch.fusion.alertdedup import SWEEP_S, AlertDeduplicator, DedupResult, NodeAlert
 from borderwatch.fusion.outputs import AlertEvent
 from borderwatch.fusion.t2t import FusedTable, TrackToTrackFuser
 from borderwatch.schema import (
@@ -110,6 +110,8 @@ log = logging.getLogger(__name__)
 
 #: Queued centre messages published before their acknowledgements are awaited together.
 SEND_WINDOW: Final = 32
+
+SWEEP: Final = timedelta(seconds=SWEEP_S)
 
 #: Most queued alerts stored in one transaction.
 STORE_BATCH: Final = 200
@@ -440,6 +442,7 @@ class Centre:
             config.intake.queue
         )
         self._centre_alerts: dict[str, Alert] = {}
+        self._swept: datetime | None = None
         self._centre_track_of: dict[tuple[str, str], int] = {}
         self._latest_track_t = -float("inf")
         self._picture_t = -float("inf")
@@ -643,9 +646,14 @@ class Centre:
             self._out_wake.clear()
             while self._outgoing:
                 window = list(itertools.islice(self._outgoing, SEND_WINDOW))
-                async with asyncio.TaskGroup() as tasks:
-                    for item in window:
-                        tasks.create_task(self._publish(client, item))
+                # gather, not a TaskGroup: a TaskGroup nested in the link's may swallow the
+                # link's cancellation (Python 3.11) and leave this task waiting for ever.
+                results = await asyncio.gather(
+                    *(self._publish(client, item) for item in window), return_exceptions=True
+                )
+                failed = next((r for r in results if isinstance(r, BaseException)), None)
+                if failed is not None:
+                    raise failed
                 for item in window:  # unless the queue overflowed and dropped it meanwhile
                     if self._outgoing and self._outgoing[0] is item:
                         self._outgoing.popleft()
@@ -973,7 +981,11 @@ class Centre:
         )
 
     def _forget_centre_alerts(self, now: datetime) -> None:
-        """Bound memory like the deduplicator does: drop centre alerts quiet for retention_s."""
+        """Bound memory like the deduplicator does: drop centre alerts quiet for retention_s
+        (swept at most once per SWEEP_S of alert time, as the deduplicator sweeps)."""
+        if self._swept is not None and timedelta(0) <= now - self._swept < SWEEP:
+            return
+        self._swept = now
         retention = self.config.dedup.retention_s
         old = [
             cid

@@ -623,9 +623,15 @@ class MqttOutput:
                 continue
             acked: list[OutboxItem] = []
             try:
-                async with asyncio.TaskGroup() as tasks:
-                    for item in window:
-                        tasks.create_task(self._deliver(client, item, acked))
+                # gather, not a TaskGroup: a TaskGroup nested in the session's may swallow the
+                # session's cancellation (Python 3.11) and leave this task waiting for ever.
+                results = await asyncio.gather(
+                    *(self._deliver(client, item, acked) for item in window),
+                    return_exceptions=True,
+                )
+                failed = next((r for r in results if isinstance(r, BaseException)), None)
+                if failed is not None:
+                    raise failed
             finally:
                 # One transaction deletes what the broker acknowledged, also when the window
                 # failed part-way (the rest is sent again on the next connection).

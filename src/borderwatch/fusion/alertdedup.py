@@ -22,7 +22,8 @@ all of these hold:
 Among several centre alerts that qualify, the one sharing the centre track wins, then the
 nearest, then the closest in time, then the oldest. A node alert seen before (same node and
 alert id: its ``update`` and ``end`` events) maps to the centre alert it joined first. A centre
-alert ends when every member has ended; it is forgotten ``retention_s`` after its last
+alert ends when every member has ended; it is forgotten ``retention_s`` (up to
+:data:`SWEEP_S` more: memory is swept at most once per ``SWEEP_S`` of alert time) after its last
 observation, which bounds memory.
 
 Pure and deterministic: no clock, time is the alerts' own ``t`` (seconds on the deployment's
@@ -35,6 +36,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Final
 
+#: Memory of old centre alerts is swept at most once per this many seconds of alert time: a
+#: sweep looks at every remembered alert, which at tens of alerts a second cost more than the
+#: rest of the deduplication.
+SWEEP_S: Final = 1.0
 #: Default prefix of centre alert ids: ``centre:17``.
 CENTRE_NODE_ID: Final = "centre"
 
@@ -152,6 +157,7 @@ class AlertDeduplicator:
         self.radius_m = radius_m
         self.segment_slack = segment_slack
         self.retention_s = retention_s
+        self._swept_t = -math.inf
         self._alerts: dict[str, _CentreAlert] = {}
         self._by_member: dict[tuple[str, str], str] = {}
         self._serial = 0
@@ -164,7 +170,9 @@ class AlertDeduplicator:
         """Place one node alert event; creates a centre alert when none matches."""
         if not all(math.isfinite(v) for v in (alert.t, alert.x_m, alert.y_m)):
             raise ValueError(f"alert {alert.alert_id}: t, x_m, y_m must be finite")
-        self._forget_before(alert.t - self.retention_s)
+        if alert.t - self._swept_t >= SWEEP_S or alert.t < self._swept_t:
+            self._swept_t = alert.t
+            self._forget_before(alert.t - self.retention_s)
         key = (alert.node_id, alert.alert_id)
         known = self._by_member.get(key)
         if known is not None:
