@@ -230,6 +230,30 @@ def _order_key(time: datetime, event: str, msg_id: str) -> tuple[datetime, int, 
 # -------------------------------------------------------------------------------- store
 
 
+@dataclass(frozen=True, slots=True)
+class _AlertStatements:
+    """The statements of recording an alert event, built once: SQLAlchemy then reuses their
+    compiled form instead of building and keying a new statement for every event."""
+
+    placeholder: sa.Executable
+    lock: sa.Executable
+    event: sa.Executable
+    update: sa.Executable
+
+    @classmethod
+    def build(cls, insert: Any) -> _AlertStatements:
+        return cls(
+            placeholder=insert(alerts).on_conflict_do_nothing(index_elements=["alert_id"]),
+            lock=sa.select(alerts)
+            .where(alerts.c.alert_id == sa.bindparam("key"))
+            .with_for_update(),
+            event=insert(alert_events)
+            .on_conflict_do_nothing(index_elements=["msg_id"])
+            .returning(alert_events.c.msg_id),
+            update=alerts.update().where(alerts.c.alert_id == sa.bindparam("key")),
+        )
+
+
 class AlertStore(Closing):
     """Alerts, their lifecycle, operator actions and track histories in one database.
 
@@ -241,6 +265,7 @@ class AlertStore(Closing):
         """Wrap an engine whose database is already migrated; use :meth:`open` instead."""
         self._engine = engine
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._statements = _AlertStatements.build(self._insert)
 
     @classmethod
     def open(cls, url: str) -> AlertStore:
@@ -305,70 +330,69 @@ class AlertStore(Closing):
             return [self._record(conn, alert, _utc(r, "received_at")) for alert, r in items]
 
     def _record(self, conn: sa.Connection, alert: Alert, received: datetime) -> bool:
+        st = self._statements
         with conn.begin_nested() as savepoint:
             conn.execute(
-                self._insert(alerts)
-                .values(
-                    alert_id=alert.alert_id,
-                    node_id=alert.provenance.node_id,
-                    kind=alert.kind.value,
-                    border_kind=alert.border_kind.value,
-                    border_segment=alert.border_segment,
-                    direction=alert.direction,
-                    track_id=alert.track_id,
-                    current_msg_id=None,
-                    lifecycle=alert.event.value,
-                    end_reason=None,
-                    priority=alert.priority.value,
-                    first_time=alert.time,
-                    last_time=alert.time,
-                    first_received_at=received,
-                    event_count=0,
-                    status=AlertStatus.OPEN.value,
-                )
-                .on_conflict_do_nothing(index_elements=["alert_id"])
+                st.placeholder,
+                {
+                    "alert_id": alert.alert_id,
+                    "node_id": alert.provenance.node_id,
+                    "kind": alert.kind.value,
+                    "border_kind": alert.border_kind.value,
+                    "border_segment": alert.border_segment,
+                    "direction": alert.direction,
+                    "track_id": alert.track_id,
+                    "current_msg_id": None,
+                    "lifecycle": alert.event.value,
+                    "end_reason": None,
+                    "priority": alert.priority.value,
+                    "first_time": alert.time,
+                    "last_time": alert.time,
+                    "first_received_at": received,
+                    "event_count": 0,
+                    "status": AlertStatus.OPEN.value,
+                },
             )
             # Row lock (PostgreSQL): concurrent events of one alert update it one at a time.
-            row = conn.execute(
-                sa.select(alerts).where(alerts.c.alert_id == alert.alert_id).with_for_update()
-            ).one()
+            row = conn.execute(st.lock, {"key": alert.alert_id}).one()
             inserted = conn.execute(
-                self._insert(alert_events)
-                .values(
-                    msg_id=alert.msg_id,
-                    alert_id=alert.alert_id,
-                    event=alert.event.value,
-                    time=alert.time,
-                    received_at=received,
-                    node_id=alert.provenance.node_id,
-                    payload=alert.model_dump(mode="json"),
-                )
-                .on_conflict_do_nothing(index_elements=["msg_id"])
-                .returning(alert_events.c.msg_id)
+                st.event,
+                {
+                    "msg_id": alert.msg_id,
+                    "alert_id": alert.alert_id,
+                    "event": alert.event.value,
+                    "time": alert.time,
+                    "received_at": received,
+                    "node_id": alert.provenance.node_id,
+                    "payload": alert.model_dump(mode="json"),
+                },
             ).first()
             if inserted is None:
                 # Seen before: undo the placeholder row a first duplicate may have created.
                 savepoint.rollback()
                 log.debug("duplicate alert message", extra={"msg_id": alert.msg_id})
                 return False
-            changes: dict[str, Any] = {
-                "event_count": row.event_count + 1,
-                "first_time": min(row.first_time, alert.time),
-            }
             newer = row.current_msg_id is None or _order_key(
                 alert.time, alert.event, alert.msg_id
             ) > _order_key(row.last_time, row.lifecycle, row.current_msg_id)
-            if newer:
-                changes.update(
-                    current_msg_id=alert.msg_id,
-                    lifecycle=alert.event.value,
-                    end_reason=None if alert.end_reason is None else alert.end_reason.value,
-                    priority=alert.priority.value,
-                    track_id=alert.track_id,
-                    last_time=alert.time,
-                )
+            latest = alert if newer else None
             conn.execute(
-                alerts.update().where(alerts.c.alert_id == alert.alert_id).values(**changes)
+                st.update,
+                {
+                    "key": alert.alert_id,
+                    "event_count": row.event_count + 1,
+                    "first_time": min(row.first_time, alert.time),
+                    "current_msg_id": alert.msg_id if latest else row.current_msg_id,
+                    "lifecycle": alert.event.value if latest else row.lifecycle,
+                    "end_reason": (
+                        (None if alert.end_reason is None else alert.end_reason.value)
+                        if latest
+                        else row.end_reason
+                    ),
+                    "priority": alert.priority.value if latest else row.priority,
+                    "track_id": alert.track_id if latest else row.track_id,
+                    "last_time": alert.time if latest else row.last_time,
+                },
             )
         return True
 
