@@ -18,17 +18,18 @@ from pathlib import Path
 
 import pytest
 
+from borderwatch.edge.broker import _free_port
+
 MOSQUITTO = os.environ.get("BORDERWATCH_MOSQUITTO", "/usr/sbin/mosquitto")
 #: Longest wait for a broker to accept connections, s.
 START_TIMEOUT_S = 10.0
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that was free a moment ago, below the kernel's ephemeral range:
+    a client reconnecting to a stopped broker's port inside that range can connect to itself
+    and keep the broker from listening again (``borderwatch.edge.broker._free_port``)."""
+    return _free_port("127.0.0.1")
 
 
 def _mosquitto_binary() -> str:

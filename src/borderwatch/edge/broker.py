@@ -22,6 +22,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import random
 import shutil
 import socket
 import sys
@@ -73,12 +74,29 @@ def _iotcore_installed() -> bool:
     return importlib.util.find_spec("iotcore") is not None
 
 
+#: Ports the embedded broker listens on: below the kernel's ephemeral range (see _free_port).
+_PORT_RANGE: Final = (20000, 32000)
+
+
 def _free_port(host: str) -> int:
-    """A TCP port on ``host`` that was free a moment ago (the broker may still lose it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port on ``host`` that was free a moment ago (the broker may still lose it).
+
+    Chosen below the kernel's ephemeral range (Linux: 32768-60999), not by binding port 0:
+    while the broker is down (an outage, a restart), a client that keeps reconnecting to a
+    port inside that range can be given the same port as its own source port, and TCP then
+    connects the client to itself; it holds the port, and the broker cannot listen on it
+    again.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(*_PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise BrokerError(f"no free port on {host} in {_PORT_RANGE[0]}-{_PORT_RANGE[1] - 1}")
 
 
 def _mosquitto_config(host: str, port: int) -> str:
