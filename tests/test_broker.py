@@ -240,6 +240,24 @@ async def test_an_interruption_drops_clients_and_the_broker_returns_on_its_port(
         await broker.interrupt(0.1)
 
 
+async def test_a_persistent_broker_keeps_a_session_and_its_messages_across_a_restart() -> None:
+    if not _available("mosquitto"):
+        pytest.skip("mosquitto is not installed")
+    broker = EmbeddedBroker("mosquitto", persistent=True)
+    async with broker as url:
+        async with client(url, "centre", persistent=True) as centre:
+            await centre.subscribe("test/alerts", qos=1)
+        await broker.interrupt(0.2)  # the centre is away, and the broker restarts
+        async with client(url, "node") as node:
+            for n in range(1500):  # more than mosquitto's default queue of 1000
+                await node.publish("test/alerts", str(n).encode(), qos=1)
+        async with client(url, "centre", persistent=True) as centre:
+            got = [int((await next_message(centre)).payload) for _ in range(1500)]
+    assert got == list(range(1500))
+    with pytest.raises(ValueError, match="only the mosquitto backend"):
+        EmbeddedBroker("iotcore", persistent=True)
+
+
 async def test_auto_prefers_mosquitto_and_finds_the_binary() -> None:
     binary = find_broker_binary()
     if binary is None:

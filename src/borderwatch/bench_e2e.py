@@ -280,13 +280,13 @@ def node_config(
 
 
 def centre_config(broker: str, workdir: Path) -> CentreConfig:
-    """The benchmark's centre: defaults, with its SQLite store in ``workdir``."""
+    """The benchmark's centre: defaults (a persistent session on a broker started for the run),
+    with its SQLite store in ``workdir``."""
     return CentreConfig(
         centre_id=CENTRE_ID,
         frame=ORIGIN,
         mqtt=MqttSettings(url=broker),
         store=CentreStoreSettings(url=f"sqlite:///{workdir / 'centre.db'}"),
-        intake={"session_expiry_s": 0},
     )
 
 
@@ -820,7 +820,10 @@ def run_e2e_bench(
                 result = await _run(run, workdir, seed, progress)
                 result["broker"] = "external"
                 return result
-            boat, link = EmbeddedBroker(), EmbeddedBroker()
+            # The link broker runs as a centre's does (persistent sessions, a deep queue): a
+            # broker that forgot the centre's subscription at a restart would take the node's
+            # backlog and deliver it to no one.
+            boat, link = EmbeddedBroker(), EmbeddedBroker(persistent=bool(outage_s))
             async with boat as boat_url, link as url:
                 progress(f"{link.backend} brokers: boat {boat_url}, node-centre {url}")
                 outage = link.interrupt if outage_s else None

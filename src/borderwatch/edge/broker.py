@@ -156,10 +156,14 @@ class EmbeddedBroker:
         *,
         host: str = "127.0.0.1",
         start_timeout_s: float = 10.0,
+        persistent: bool = False,
     ) -> None:
         if backend not in get_args(BrokerBackend):
             raise ValueError(f"unknown broker backend {backend!r}")
+        if persistent and backend == "iotcore":
+            raise ValueError("only the mosquitto backend keeps sessions across a restart")
         self.requested: BrokerBackend = backend
+        self.persistent = persistent
         self.host = host
         self.start_timeout_s = start_timeout_s
         self.backend: BrokerBackend | None = None
@@ -210,6 +214,8 @@ class EmbeddedBroker:
             return "iotcore"
         if find_broker_binary() is not None:
             return "mosquitto"
+        if self.persistent:
+            raise BrokerError(f"{_NO_MOSQUITTO}; only mosquitto keeps sessions across a restart")
         if _iotcore_installed():
             log.info(
                 "%s; the embedded broker is rumqttd (iotcore), which speaks MQTT 5 only",
@@ -260,7 +266,7 @@ class EmbeddedBroker:
         self, backend: Literal["mosquitto", "iotcore"], port: int, workdir: Path
     ) -> bool:
         """Start the broker process on ``port``; True once it accepts connections."""
-        argv = _command(backend, self.host, port, workdir)
+        argv = _command(backend, self.host, port, workdir, persistent=self.persistent)
         with (workdir / f"{backend}-{port}.log").open("ab") as err:
             self._process = await asyncio.create_subprocess_exec(
                 *argv,
@@ -326,7 +332,12 @@ _NO_MOSQUITTO: Final = (
 
 
 def _command(
-    backend: Literal["mosquitto", "iotcore"], host: str, port: int, workdir: Path
+    backend: Literal["mosquitto", "iotcore"],
+    host: str,
+    port: int,
+    workdir: Path,
+    *,
+    persistent: bool = False,
 ) -> list[str]:
     """The command line of a broker on ``host:port``, its configuration written to workdir."""
     if backend == "mosquitto":
@@ -334,7 +345,20 @@ def _command(
         if binary is None:
             raise BrokerError(_NO_MOSQUITTO)
         config = workdir / f"mosquitto-{port}.conf"
-        config.write_text(_mosquitto_config(host, port))
+        text = _mosquitto_config(host, port)
+        if persistent:
+            # As a centre's broker runs (config/mosquitto/centre.conf): sessions, their
+            # subscriptions and queued QoS 1 messages survive a restart, and a persistent
+            # session may hold many messages while its client is away.
+            text = text.replace(
+                "persistence false\n",
+                f"persistence true\npersistence_location {workdir}/\nmax_queued_messages 100000\n",
+            )
+            if os.geteuid() == 0:
+                # Started by root, mosquitto runs as user "mosquitto", which cannot write its
+                # database into this process's private working folder.
+                text += "user root\n"
+        config.write_text(text)
         return [binary, "-c", str(config)]
     config = workdir / f"rumqttd-{port}.toml"
     config.write_text(_rumqttd_config(host, port))
