@@ -132,7 +132,7 @@ def test_a_receiver_never_drifts_past_the_threshold_or_the_heartbeat(
             held[int(ids[row])] = (t, x[ids[row]].copy())
         for k in set(held) - set(ids.tolist()):
             del held[k]
-        for row, track_id in enumerate(ids.tolist()):
+        for track_id in ids.tolist():
             t_sent, x_sent = held[track_id]
             predicted = x_sent[:2] + x_sent[2:] * (t - t_sent)
             assert np.hypot(*(predicted - x[track_id, :2])) <= threshold + 1e-9
