@@ -647,6 +647,11 @@ async def test_node_tracks_a_camera_target_across_the_border(tmp_path: Path) -> 
     # Every good frame is accounted for: accepted, or dropped while detection was behind.
     dropped = state.error_counts.get("thermal.frames_dropped", 0)
     assert sensors["thermal"].messages + dropped == seq
+    # Each camera's frames in detection are a queue of the health report, with its drops.
+    queues = {q.name: q for q in state.queues}
+    assert set(queues) == {"readings", "thermal.frames", "broken.frames"}
+    assert queues["thermal.frames"].dropped == dropped
+    assert queues["thermal.frames"].depth <= queues["thermal.frames"].capacity
     assert sensors["thermal"].detections >= 0.8 * sensors["thermal"].messages
     assert sensors["broken"].status.value == "fault"
     assert "bad_calibration" in sensors["broken"].detail

@@ -409,6 +409,27 @@ class Node:
             await asyncio.sleep(self.config.health.interval_s)
             await self._publish(self.state())
 
+    def _camera_queues(self) -> list[QueueState]:
+        """Each camera's frames handed to detection and not yet done, against its bound, and
+        the frames dropped because detection was behind (``<sensor_id>.frames``)."""
+        from borderwatch.drivers.camera import CameraDriver  # OpenCV only with cameras
+
+        if not self.stage.cameras:
+            return []
+        out = []
+        for driver in self.drivers:
+            if isinstance(driver, CameraDriver):
+                bound = driver.config.max_frames_in_flight
+                out.append(
+                    QueueState(
+                        name=f"{driver.config.sensor_id}.frames",
+                        depth=min(driver.credits.in_flight, bound),
+                        capacity=bound,
+                        dropped=driver.health().rejected.get("frames_dropped", 0),
+                    )
+                )
+        return out
+
     # ------------------------------------------------------------------ commands
 
     def _border_kind_of(self, track: Track) -> BorderKindName:
@@ -523,6 +544,7 @@ class Node:
                     capacity=self.config.queues.readings,
                     dropped=self.dropped,
                 ),
+                *self._camera_queues(),
             ),
             outbox_backlog=backlog,
             outbox_oldest_time=oldest,
