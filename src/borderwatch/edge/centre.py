@@ -68,6 +68,7 @@ from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from borderwatch import __version__
+from borderwatch.aio import raise_if_cancelling
 from borderwatch.config.centre import CentreConfig, load_centre_config
 from borderwatch.config.mqtt import MqttSettings
 from borderwatch.drivers.base import Backoff, LogLimiter
@@ -519,8 +520,10 @@ class Centre:
             try:
                 await connect(backoff)
             except* aiomqtt.MqttError as group:
+                raise_if_cancelling()
                 self._link_failed(str(group.exceptions[0]), self.stats.connects > connects)
             except* Exception as group:
+                raise_if_cancelling()
                 self.stats.errors["link"] += 1
                 log.error("centre %s link failed; reconnecting", name, exc_info=group)
             finally:
