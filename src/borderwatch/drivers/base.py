@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
 
-from borderwatch.aio import raise_if_cancelling
 from borderwatch.config.devices import BaseDevice
 from borderwatch.drivers.transport import (
     Transport,
@@ -277,7 +276,6 @@ class Driver(Generic[DeviceT]):
             try:
                 await self._session()
             except TransportError as exc:
-                raise_if_cancelling()
                 self._transport_failed(exc)
             delay = self._backoff.next_delay()
             self._logs.log(logging.DEBUG, "retry", "%s: reopening in %.2f s", self.sensor_id, delay)

@@ -68,7 +68,6 @@ from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from borderwatch import __version__
-from borderwatch.aio import raise_if_cancelling
 from borderwatch.config.centre import CentreConfig, load_centre_config
 from borderwatch.config.mqtt import MqttSettings
 from borderwatch.drivers.base import Backoff, LogLimiter
@@ -520,14 +519,16 @@ class Centre:
             try:
                 await connect(backoff)
             except* aiomqtt.MqttError as group:
-                raise_if_cancelling()
                 self._link_failed(str(group.exceptions[0]), self.stats.connects > connects)
             except* Exception as group:
-                raise_if_cancelling()
                 self.stats.errors["link"] += 1
                 log.error("centre %s link failed; reconnecting", name, exc_info=group)
             finally:
                 self.links_up[name] = False
+            if self._stop.is_set():
+                # Stopping: on Python 3.11 a TaskGroup whose child failed as the link closed
+                # may hand this loop that error instead of its cancellation; do not reconnect.
+                return
             await asyncio.sleep(backoff.next_delay())
 
     def _link_failed(self, reason: str, was_connected: bool) -> None:

@@ -41,7 +41,6 @@ from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from borderwatch import __version__
-from borderwatch.aio import raise_if_cancelling
 from borderwatch.config.mqtt import MqttSettings
 from borderwatch.drivers.base import Backoff
 from borderwatch.edge.outbox import Outbox, OutboxItem, Pending
@@ -489,10 +488,8 @@ class MqttOutput:
             try:
                 await self._connection(backoff)
             except* aiomqtt.MqttError as group:
-                raise_if_cancelling()
                 self._link_failed(group, was_connected=self.stats.connects > connects)
             except* Exception as group:
-                raise_if_cancelling()
                 self.stats.errors += 1
                 self.stats.last_error = repr(group.exceptions[0])
                 log.error("mqtt output failed; retrying", exc_info=group)
