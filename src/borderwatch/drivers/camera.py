@@ -52,7 +52,12 @@ from borderwatch.config.devices import (
 )
 from borderwatch.drivers.base import Driver, SensorHealth
 from borderwatch.drivers.framestream import FrameItem, FrameStreamDecoder, Image, RawFrame
-from borderwatch.drivers.transport import Transport, TransportError, TransportSettings
+from borderwatch.drivers.transport import (
+    Transport,
+    TransportError,
+    TransportSettings,
+    read_stream,
+)
 from borderwatch.sensors.base import Accepted, Item, Rejected
 
 log = logging.getLogger(__name__)
@@ -256,12 +261,7 @@ class StreamFrameSource(FrameSource):
 
     async def read_frames(self) -> list[FrameItem]:
         while True:
-            try:
-                data = await self._reader.read(STREAM_READ_BYTES)
-            except OSError as exc:
-                raise TransportError("disconnected", f"{self.url}: {exc}") from exc
-            if not data:
-                raise TransportError("disconnected", f"{self.url}: connection closed by the peer")
+            data = await read_stream(self._reader, STREAM_READ_BYTES, self.url)
             self.bytes_in += len(data)
             items = self._decoder.feed(data)
             if items:

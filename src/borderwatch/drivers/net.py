@@ -12,7 +12,13 @@ import logging
 from typing import Self
 
 from borderwatch.config.devices import DeviceUrl
-from borderwatch.drivers.transport import READ_SIZE, Transport, TransportError, TransportSettings
+from borderwatch.drivers.transport import (
+    READ_SIZE,
+    Transport,
+    TransportError,
+    TransportSettings,
+    read_stream,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +48,7 @@ class TcpTransport(Transport):
         return cls(reader, writer, endpoint.url)
 
     async def read(self) -> bytes:
-        try:
-            data = await self._reader.read(READ_SIZE)
-        except OSError as exc:
-            raise TransportError("disconnected", f"{self._url}: {exc}") from exc
-        if not data:
-            raise TransportError("disconnected", f"{self._url}: connection closed by the peer")
-        return data
+        return await read_stream(self._reader, READ_SIZE, self._url)
 
     async def write(self, data: bytes) -> None:
         try:

@@ -10,6 +10,7 @@ loaded only by a node that subscribes to MQTT.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
@@ -48,6 +49,18 @@ class TransportError(BorderwatchError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}")
+
+
+async def read_stream(reader: asyncio.StreamReader, size: int, url: str) -> bytes:
+    """Up to ``size`` bytes from a stream connection; a closed or failed connection is a
+    :class:`TransportError` (``disconnected``), never an empty read."""
+    try:
+        data = await reader.read(size)
+    except OSError as exc:
+        raise TransportError("disconnected", f"{url}: {exc}") from exc
+    if not data:
+        raise TransportError("disconnected", f"{url}: connection closed by the peer")
+    return data
 
 
 @dataclass(frozen=True, slots=True)
