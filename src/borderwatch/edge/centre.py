@@ -55,11 +55,11 @@ import logging
 import random
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 import aiomqtt
 import numpy as np
@@ -88,6 +88,7 @@ from borderwatch.fusion.t2t import FusedTable, TrackToTrackFuser
 from borderwatch.schema import (
     Alert,
     AlertEndReason,
+    ClassHint,
     Concealment,
     Detection,
     EnuOrigin,
@@ -222,6 +223,11 @@ class PictureTrack(_Wire):
     )
     last_report_time: datetime = Field(description="Latest report among the members, UTC.")
     members: tuple[PictureMember, ...] = Field(description="Node tracks fused, anchor first.")
+    class_hint: ClassHint | None = Field(
+        default=None,
+        description="The most confident class among the members' latest reports; null when "
+        "none is known (the summaries were received before this centre started).",
+    )
 
 
 class NodeSummary(_Wire):
@@ -253,6 +259,38 @@ class OperatorRequest(_Wire):
     operator: str = Field(min_length=1, description="Who acts.")
     assignee: str | None = Field(default=None, description="Who is sent (assign only).")
     note: str = Field(default="", description="Free text, at most 500 characters.")
+
+
+class AlertAction(_Wire):
+    """What an operator did to an alert, as the store recorded it (shown to every view)."""
+
+    type: Literal["alert_action"] = Field(default="alert_action", description="Message type.")
+    verb: str = Field(description="acknowledge, assign or close.")
+    alert_id: str = Field(description="The centre alert acted on.")
+    operator: str = Field(description="Who acted.")
+    time: datetime = Field(description="When the store recorded it, UTC.")
+    status: str = Field(description="The alert's status afterwards.")
+    acknowledged_by: str | None = Field(description="Who acknowledged it, if anyone.")
+    assignee: str | None = Field(description="Who it is assigned to, if anyone.")
+    closed_by: str | None = Field(description="Who closed it, if anyone.")
+
+
+ViewItem = Picture | CentreAlertEvent | NodeState | Detection | AlertAction
+"""What a :class:`CentreView` is shown: the fused picture, centre alert events, node states and
+own positions (``pli`` detections) as received, and operator actions as stored."""
+
+
+class CentreView(Protocol):
+    """Something that shows the centre's live picture (web console, TAK).
+
+    ``show`` runs on the centre's event loop and must return at once (queue what is slow);
+    raising is logged and counted (``stats.errors['view_<name>']``), never fatal.
+    """
+
+    name: str
+
+    def show(self, item: ViewItem) -> None:
+        """Take one new item of the picture."""
 
 
 # ---------------------------------------------------------------------------------- decoding
@@ -391,6 +429,8 @@ class Centre:
         config: validated centre configuration.
         clock: wall clock, Unix seconds (tests may pass their own).
         rng: random source of the reconnect jitter.
+        views: what shows the live picture (console, TAK); more may be appended to ``views``
+            before :meth:`run`.
     """
 
     def __init__(
@@ -399,8 +439,10 @@ class Centre:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        views: Sequence[CentreView] = (),
     ) -> None:
         self.config = config
+        self.views = list(views)
         self.clock = clock
         self.centre_id = config.centre_id
         self.topics = CentreTopics(config.centre_id)
@@ -444,6 +486,7 @@ class Centre:
         self._centre_alerts: dict[str, Alert] = {}
         self._swept: datetime | None = None
         self._centre_track_of: dict[tuple[str, str], int] = {}
+        self._class_of: dict[tuple[str, str], ClassHint] = {}
         self._latest_track_t = -float("inf")
         self._picture_t = -float("inf")
         self._stop = asyncio.Event()
@@ -781,10 +824,12 @@ class Centre:
             held = self.node_states.get(message.node_id)
             if held is None or held.time <= message.time:
                 self.node_states[message.node_id] = message
+                self._show(message)
         elif isinstance(message, Detection):
             held_pli = self.positions.get(message.provenance.node_id)
             if held_pli is None or held_pli.time <= message.time:
                 self.positions[message.provenance.node_id] = message
+                self._show(message)
         else:
             # Concealments are logged, not stored: the alert table's columns (border segment,
             # direction, track) do not describe a vehicle inspection.
@@ -805,6 +850,8 @@ class Centre:
             if ended:
                 self.fuser.drop(node_id, [t.track_id for t in run])
                 continue
+            for t in run:
+                self._class_of[(node_id, t.track_id)] = t.class_hint
             xy = _plane_xy(self.frame, [(t.enu_origin, t.position) for t in run])
             v = np.array([(t.velocity.vx_mps, t.velocity.vy_mps) for t in run])
             t_s = seconds_since(run[0].time, self.epoch)
@@ -869,6 +916,7 @@ class Centre:
                 alert=event,
             )
             self._queue(_Outgoing(Publication(self.topics.alert(), _json(published), False)))
+            self._show(published)
         self._forget_centre_alerts(alert.time)
         # Published first, stored by the alert writer: an operator sees the event without
         # waiting for two disk commits. Bounded: a store far behind holds intake back.
@@ -1007,8 +1055,6 @@ class Centre:
             log.warning("centre: retained command %s ignored", item.topic)
             return
         self.stats.commands += 1
-        # Every alert received before the command is in the store before the command runs.
-        await self._alert_writes.join()
         reply = await self._execute(verb, item.payload)
         if not reply.ok:
             self.stats.command_errors += 1
@@ -1020,7 +1066,6 @@ class Centre:
         )
 
     async def _execute(self, verb: str, payload: bytes) -> CommandReply:
-        assert self.store is not None
         if verb not in VERBS:
             return self._error(verb, f"unknown command {verb!r} (known: {', '.join(VERBS)})")
         try:
@@ -1029,17 +1074,41 @@ class Centre:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(x) for x in first["loc"]) or "request"
             return self._error(verb, f"bad request: {where}: {first['msg']}")
+        return await self.act(verb, request)
+
+    async def act(self, verb: str, request: OperatorRequest) -> CommandReply:
+        """Carry out an operator's request (from the command topic or the console): record it
+        in the store, show it to every view, and say what became of the alert. Unknown alerts
+        and actions the alert's status forbids are refused in the reply, not raised."""
+        assert self.store is not None, "act() needs a running centre"
+        if verb not in VERBS:
+            return self._error(verb, f"unknown command {verb!r} (known: {', '.join(VERBS)})")
+        # Every alert received before the request is in the store before it runs.
+        await self._alert_writes.join()
+        at = self._now()
         try:
             view = await self.store.act(
                 request.alert_id,
                 verb,
                 request.operator,
-                self._now(),
+                at,
                 assignee=request.assignee,
                 note=request.note,
             )
         except (UnknownAlertError, AlertActionError) as exc:
             return self._error(verb, str(exc))
+        self._show(
+            AlertAction(
+                verb=verb,
+                alert_id=view.alert_id,
+                operator=request.operator,
+                time=at,
+                status=view.status.value,
+                acknowledged_by=view.acknowledged_by,
+                assignee=view.assignee,
+                closed_by=view.closed_by,
+            )
+        )
         result = {
             "alert_id": view.alert_id,
             "status": view.status.value,
@@ -1048,6 +1117,16 @@ class Centre:
             "closed_by": view.closed_by,
         }
         return CommandReply(ok=True, node_id=self.centre_id, verb=verb, result=result)
+
+    def _show(self, item: ViewItem) -> None:
+        for view in self.views:
+            try:
+                view.show(item)
+            except Exception as exc:  # a view must never take the centre down
+                self.stats.errors[f"view_{view.name}"] += 1
+                self._limiter.log(
+                    logging.ERROR, f"view_{view.name}", "centre: view %s failed: %s", view.name, exc
+                )
 
     def _error(self, verb: str, error: str) -> CommandReply:
         return CommandReply(ok=False, node_id=self.centre_id, verb=verb, error=error)
@@ -1059,6 +1138,7 @@ class Centre:
             await asyncio.sleep(self.config.fusion.picture_interval_s)
             picture = self.make_picture()
             if picture is not None:
+                self._show(picture)
                 self._picture_pub = _Outgoing(
                     Publication(self.topics.picture(), _json(picture), retain=True)
                 )
@@ -1081,6 +1161,10 @@ class Centre:
             for cid, members in zip(table.ids, table.members, strict=True)
             for member in members
         }
+        # Classes of node tracks the fuser has let go are forgotten with them.
+        self._class_of = {
+            m: hint for m, hint in self._class_of.items() if m in self._centre_track_of
+        }
         self.picture = Picture(
             msg_id=new_msg_id(),
             centre_id=self.centre_id,
@@ -1102,6 +1186,11 @@ class Centre:
                 cov_m2=matrix2(table.P[k, :2, :2]),
                 last_report_time=time_at(float(table.last_report_t[k]), self.epoch),
                 members=tuple(PictureMember(node_id=n, track_id=tid) for n, tid in members),
+                class_hint=max(
+                    (h for m in members if (h := self._class_of.get(m)) is not None),
+                    key=lambda h: h.confidence,
+                    default=None,
+                ),
             )
             for k, members in enumerate(table.members)
         )
@@ -1184,11 +1273,13 @@ def run_centre(config_path: str | Path, broker: str | None = None) -> int:
 
 __all__ = [
     "VERBS",
+    "AlertAction",
     "AlertMember",
     "Centre",
     "CentreAlertEvent",
     "CentreStats",
     "CentreTopics",
+    "CentreView",
     "Inbound",
     "NodeSummary",
     "OperatorRequest",
@@ -1196,6 +1287,7 @@ __all__ = [
     "PictureMember",
     "PictureTrack",
     "Rejection",
+    "ViewItem",
     "decode",
     "run_centre",
     "serve_centre",

@@ -41,7 +41,7 @@ from borderwatch.edge.ingest import SensorStage
 from borderwatch.edge.mqtt import MqttOutput
 from borderwatch.errors import CommandError
 from borderwatch.fusion.borders import load_border
-from borderwatch.fusion.outputs import AlertEvent, BorderAlert
+from borderwatch.fusion.outputs import AlertEvent, BorderAlert, TrackTable
 from borderwatch.fusion.reporting import DeadReckoningReporter
 from borderwatch.fusion.tracker import StepResult, Tracker
 from borderwatch.schema import (
@@ -90,6 +90,17 @@ class BatchOutput(Output, Protocol):
 
     async def publish_batch(self, messages: Sequence[Alert | Track]) -> None:
         """Send or store the messages; raising is logged and counted, never fatal."""
+
+
+@runtime_checkable
+class TrackView(Output, Protocol):
+    """An output that also shows every confirmed track at each report interval (the full
+    table, not only the dead-reckoned summaries that go over the radio): a console on the node
+    itself. ``show_tracks`` runs on the event loop and must return at once (keep the table, it
+    is not changed afterwards); raising is logged and counted, never fatal."""
+
+    def show_tracks(self, table: TrackTable) -> None:
+        """Take the confirmed tracks of the latest step."""
 
 
 class Node:
@@ -294,6 +305,7 @@ class Node:
         ]
         if result.tables and result.tracks.t - self._last_tracks_t >= self.track_interval_s:
             self._last_tracks_t = result.tracks.t
+            self._show_tracks(result.tracks)
             batch += tracks_from_table(
                 result.tracks,
                 self.publisher,
@@ -403,6 +415,16 @@ class Node:
                 log.error("output %s failed on %d messages: %s", output.name, len(messages), exc)
             else:
                 self.published += len(messages)
+
+    def _show_tracks(self, table: TrackTable) -> None:
+        for output in self.outputs:
+            if not isinstance(output, TrackView):
+                continue
+            try:
+                output.show_tracks(table)
+            except Exception as exc:  # a view must never take the node down
+                self.errors[f"output_{output.name}"] += 1
+                log.error("output %s failed on %d tracks: %s", output.name, len(table), exc)
 
     async def _health(self) -> None:
         while True:
