@@ -13,6 +13,7 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -512,9 +513,11 @@ def test_track_histories_are_kept_in_time_order_without_duplicates(store: AlertS
 # ----------------------------------------------------------------------------- asyncio
 
 
-async def test_the_async_store_runs_calls_off_the_event_loop(store_url: str):
+@pytest.mark.parametrize("process", [False, True], ids=["thread", "process"])
+async def test_the_async_store_runs_calls_off_the_event_loop(store_url: str, process: bool):
     new, update, *_ = lifecycle(3)
-    async with await AsyncAlertStore.open(store_url) as s:
+    async with await AsyncAlertStore.open(store_url, process=process) as s:
+        assert s.in_process is process
         assert await s.record_alert(new, RECEIVED)
         assert not await s.record_alert(new, RECEIVED)
         assert await s.record_alert(update, RECEIVED)
@@ -524,5 +527,37 @@ async def test_the_async_store_runs_calls_off_the_event_loop(store_url: str):
         assert [v.alert_id for v in await s.alerts(open_only=True)] == [new.alert_id]
         assert (await s.alert(new.alert_id)) == view
         assert len(await s.track_history("boat-2:1")) == 1
-        with pytest.raises(UnknownAlertError):
+        with pytest.raises(UnknownAlertError) as unknown:
             await s.act("boat-2:77", "close", "ana", RECEIVED)
+        assert unknown.value.alert_id == "boat-2:77"  # intact across the process boundary
+        with pytest.raises(AlertActionError):
+            await s.act(new.alert_id, "assign", "ana", RECEIVED)  # assign needs an assignee
+        assert [e.msg_id for e in await s.alert_events(new.alert_id)] == [
+            new.msg_id,
+            update.msg_id,
+        ]
+        assert [a.operator for a in await s.actions(new.alert_id)] == ["ana"]
+
+
+async def test_a_dead_store_process_costs_one_call_and_is_replaced(tmp_path: Path):
+    new, update, *_ = lifecycle(3)
+    url = f"sqlite:///{tmp_path / 'centre.db'}"
+    async with await AsyncAlertStore.open(url, process=True) as s:
+        assert await s.record_alert(new, RECEIVED)
+        assert s._worker is not None
+        assert s._worker._pool is not None
+        for pid in list(s._worker._pool._processes):  # the store's process, killed outright
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(StoreError, match="store process died"):
+            await s.record_alert(update, RECEIVED)
+        # A new process reopens the same database: what was stored is there, and the call
+        # that failed can be made again.
+        assert await s.record_alert(update, RECEIVED)
+        view = await s.alert(new.alert_id)
+        assert view is not None
+        assert view.latest.msg_id == update.msg_id
+
+
+async def test_the_store_process_reports_a_database_it_cannot_open(tmp_path: Path):
+    with pytest.raises(StoreError, match="cannot open store"):
+        await AsyncAlertStore.open(f"sqlite:///{tmp_path / 'missing' / 'c.db'}", process=True)

@@ -46,6 +46,11 @@ class CentreStoreSettings(BaseModel):
         ge=1,
         description="A batch of track messages is written as soon as it holds this many.",
     )
+    process: bool = Field(
+        default=True,
+        description="Run the store in a process of its own, so the database work never holds "
+        "up the centre's event loop (false: in a worker thread of the centre's process).",
+    )
 
 
 class CentreFusionSettings(BaseModel):

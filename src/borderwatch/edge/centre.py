@@ -514,7 +514,9 @@ class Centre:
     async def run(self) -> None:
         """Open the store, then receive, fuse, store and publish until :meth:`stop`."""
         log.info("centre %s starting; store %s", self.centre_id, self._store_name())
-        self.store = await AsyncAlertStore.open(self.config.store.url)
+        self.store = await AsyncAlertStore.open(
+            self.config.store.url, process=self.config.store.process
+        )
         try:
             async with asyncio.TaskGroup() as tasks:
                 runners = [

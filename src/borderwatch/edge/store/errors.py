@@ -16,6 +16,10 @@ class UnknownAlertError(StoreError, LookupError):
         self.alert_id = alert_id
         super().__init__(f"unknown alert id {alert_id!r}")
 
+    def __reduce__(self) -> tuple[type[UnknownAlertError], tuple[str]]:
+        # Rebuilt from the alert id, not the message, when it crosses a process boundary.
+        return (type(self), (self.alert_id,))
+
 
 class AlertActionError(StoreError, ValueError):
     """An operator action that the alert's state or the arguments do not allow."""

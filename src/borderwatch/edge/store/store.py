@@ -13,20 +13,27 @@ What it keeps:
 
 The methods are synchronous, one short transaction each, and safe to call from several threads.
 The centre's event loop calls them through :class:`AsyncAlertStore`, which runs each call in a
-worker thread: Alembic is synchronous anyway, the synchronous drivers (``sqlite3``,
-``psycopg``) are the most used ones, and each call is a single short transaction, so one code
-path serves both the loop and the tools that use the store outside it.
+worker thread or in a process of its own (``store.process``): Alembic is synchronous anyway,
+the synchronous drivers (``sqlite3``, ``psycopg``) are the most used ones, and each call is a
+single short transaction, so one code path serves both the loop and the tools that use the
+store outside it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import multiprocessing
+import signal
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
+from multiprocessing.context import BaseContext
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -595,18 +602,48 @@ class AlertStore(Closing):
 
 
 class AsyncAlertStore:
-    """:class:`AlertStore` for the asyncio centre: each call runs in a worker thread."""
+    """:class:`AlertStore` for the asyncio centre.
 
-    def __init__(self, store: AlertStore):
-        self.store = store
+    Each call runs either in a worker thread of this process (``process=False``) or in a
+    process of its own that holds the store (``process=True``). The process keeps the
+    database driver's and SQLAlchemy's work off this interpreter: in a busy centre that work
+    would otherwise hold the interpreter lock while the event loop is waiting to hand an alert
+    on. Calls are carried out one at a time in the order they were made, as the centre's
+    writers expect. Should the store's process die, the next call starts a new one (and
+    reopens the database); the call that found it dead raises :class:`StoreError`.
+    """
+
+    def __init__(self, store: AlertStore | None, *, worker: _StoreWorker | None = None):
+        if (store is None) == (worker is None):
+            raise ValueError("give a store or a worker, not both")
+        self._store = store
+        self._worker = worker
 
     @classmethod
-    async def open(cls, url: str) -> AsyncAlertStore:
-        """Open (and migrate) the store at ``url`` without blocking the event loop."""
+    async def open(cls, url: str, *, process: bool = False) -> AsyncAlertStore:
+        """Open (and migrate) the store at ``url`` without blocking the event loop; with
+        ``process``, in a process of its own."""
+        if process:
+            return cls(None, worker=await _StoreWorker.start(url))
         return cls(await asyncio.to_thread(AlertStore.open, url))
 
+    @property
+    def in_process(self) -> bool:
+        """True when the store runs in a process of its own."""
+        return self._worker is not None
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if self._worker is not None:
+            return await self._worker.call(method, *args, **kwargs)
+        assert self._store is not None
+        return await asyncio.to_thread(getattr(self._store, method), *args, **kwargs)
+
     async def close(self) -> None:
-        await asyncio.to_thread(self.store.close)
+        if self._worker is not None:
+            await self._worker.stop()
+        else:
+            assert self._store is not None
+            await asyncio.to_thread(self._store.close)
 
     async def __aenter__(self) -> Self:
         return self
@@ -621,15 +658,16 @@ class AsyncAlertStore:
 
     async def record_alert(self, alert: Alert, received_at: datetime) -> bool:
         """See :meth:`AlertStore.record_alert`."""
-        return await asyncio.to_thread(self.store.record_alert, alert, received_at)
+        return bool(await self._call("record_alert", alert, received_at))
 
     async def record_alerts(self, items: Sequence[tuple[Alert, datetime]]) -> list[bool]:
         """See :meth:`AlertStore.record_alerts`."""
-        return await asyncio.to_thread(self.store.record_alerts, items)
+        stored: list[bool] = await self._call("record_alerts", list(items))
+        return stored
 
     async def record_tracks(self, tracks: Sequence[Track]) -> int:
         """See :meth:`AlertStore.record_tracks`."""
-        return await asyncio.to_thread(self.store.record_tracks, tracks)
+        return int(await self._call("record_tracks", list(tracks)))
 
     async def act(
         self,
@@ -642,18 +680,121 @@ class AsyncAlertStore:
         note: str = "",
     ) -> AlertView:
         """See :meth:`AlertStore.act`."""
-        return await asyncio.to_thread(
-            self.store.act, alert_id, action, operator, at, assignee=assignee, note=note
+        view: AlertView = await self._call(
+            "act", alert_id, action, operator, at, assignee=assignee, note=note
         )
+        return view
 
     async def alert(self, alert_id: str) -> AlertView | None:
         """See :meth:`AlertStore.alert`."""
-        return await asyncio.to_thread(self.store.alert, alert_id)
+        view: AlertView | None = await self._call("alert", alert_id)
+        return view
 
     async def alerts(self, *, open_only: bool = False, limit: int = 100) -> list[AlertView]:
         """See :meth:`AlertStore.alerts`."""
-        return await asyncio.to_thread(self.store.alerts, open_only=open_only, limit=limit)
+        views: list[AlertView] = await self._call("alerts", open_only=open_only, limit=limit)
+        return views
 
     async def track_history(self, track_id: str, since: datetime | None = None) -> list[TrackPoint]:
         """See :meth:`AlertStore.track_history`."""
-        return await asyncio.to_thread(self.store.track_history, track_id, since)
+        points: list[TrackPoint] = await self._call("track_history", track_id, since)
+        return points
+
+    async def alert_events(self, alert_id: str) -> list[Alert]:
+        """See :meth:`AlertStore.alert_events`."""
+        events: list[Alert] = await self._call("alert_events", alert_id)
+        return events
+
+    async def actions(self, alert_id: str) -> list[ActionRecord]:
+        """See :meth:`AlertStore.actions`."""
+        records: list[ActionRecord] = await self._call("actions", alert_id)
+        return records
+
+
+# ------------------------------------------------------------------- the store's process
+
+#: The store held by a store process, under "store" (set by :func:`_worker_open`).
+_WORKER: dict[str, AlertStore] = {}
+
+
+def _worker_open(url: str) -> None:
+    """In the store's process: leave stopping to the centre (a Ctrl-C or a service manager's
+    SIGTERM reaches the whole process group, and the centre still stores its last alerts
+    before it closes the store), then open the store."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _WORKER["store"] = AlertStore.open(url)
+
+
+def _worker_call(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    store = _WORKER.get("store")
+    if store is None:
+        raise StoreError("the store process has no open store")
+    return getattr(store, method)(*args, **kwargs)
+
+
+def _worker_close() -> None:
+    store = _WORKER.pop("store", None)
+    if store is not None:
+        store.close()
+
+
+class _StoreWorker:
+    """One process holding an :class:`AlertStore`; calls go through a one-worker pool, so
+    they run in order."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._pool: ProcessPoolExecutor | None = None
+
+    @classmethod
+    async def start(cls, url: str) -> _StoreWorker:
+        worker = cls(url)
+        await worker._open()
+        return worker
+
+    async def _open(self) -> None:
+        # forkserver: the process is forked from a clean server, not from this one with its
+        # event loop and threads; spawn where there is no forkserver.
+        methods = multiprocessing.get_all_start_methods()
+        context: BaseContext
+        if "forkserver" in methods:
+            server = multiprocessing.get_context("forkserver")
+            # Forked with the store's modules already imported: a new store process is ready
+            # at once (takes effect when the server starts, the first time).
+            server.set_forkserver_preload([__name__])
+            context = server
+        else:
+            context = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._pool, _worker_open, self.url)
+        except BaseException:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            raise
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if self._pool is None:
+            await self._open()
+        assert self._pool is not None
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, _worker_call, method, args, kwargs)
+        except BrokenProcessPool as exc:
+            # Its work in flight is lost with it; the caller counts the error. The next call
+            # starts a new process.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            log.error("store process died; a new one starts with the next call")
+            raise StoreError(f"store process died during {method}") from exc
+
+    async def stop(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(BrokenProcessPool):
+            await loop.run_in_executor(pool, _worker_close)
+        await asyncio.to_thread(pool.shutdown, True)
