@@ -15,8 +15,10 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -39,7 +41,7 @@ from borderwatch.edge.store import (
     UnknownAlertError,
     migrate,
 )
-from borderwatch.edge.store.store import engine_url
+from borderwatch.edge.store.store import _running, engine_url
 from borderwatch.edge.store.tables import metadata
 from borderwatch.fusion.borders import BorderKind
 from borderwatch.fusion.detections import TargetClass
@@ -561,3 +563,40 @@ async def test_a_dead_store_process_costs_one_call_and_is_replaced(tmp_path: Pat
 async def test_the_store_process_reports_a_database_it_cannot_open(tmp_path: Path):
     with pytest.raises(StoreError, match="cannot open store"):
         await AsyncAlertStore.open(f"sqlite:///{tmp_path / 'missing' / 'c.db'}", process=True)
+
+
+_HOLDER = """
+import asyncio, sys
+from borderwatch.edge.store import AsyncAlertStore
+
+async def main():
+    s = await AsyncAlertStore.open(sys.argv[1], process=True)
+    print(*s._worker._pool._processes, flush=True)
+    await asyncio.sleep(600)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_the_store_process_ends_when_its_centre_is_killed(tmp_path: Path):
+    script = tmp_path / "holder.py"
+    script.write_text(_HOLDER)
+    holder = subprocess.Popen(
+        [sys.executable, str(script), f"sqlite:///{tmp_path / 'c.db'}"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        worker = int(holder.stdout.readline())
+        os.kill(worker, 0)  # the store's process is running
+        holder.kill()  # SIGKILL: the centre cannot clean up
+        holder.wait()
+        for _ in range(200):  # it notices within a second or two; 20 s is the limit
+            if not _running(worker):
+                break
+            time.sleep(0.1)
+        assert not _running(worker)
+    finally:
+        holder.kill()

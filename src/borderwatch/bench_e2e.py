@@ -565,9 +565,8 @@ class _Party:
 def _start_party(name: str, target: Callable[[str, Connection], None], config_json: str) -> _Party:
     context = multiprocessing.get_context("spawn")
     conn, child = context.Pipe()
-    process = context.Process(
-        target=target, args=(config_json, child), name=f"bench-{name}", daemon=True
-    )
+    # Not a daemon: the centre starts its store's process. Each party is ended by _Party.end.
+    process = context.Process(target=target, args=(config_json, child), name=f"bench-{name}")
     process.start()
     child.close()
     return _Party(name, process, conn)

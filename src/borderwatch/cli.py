@@ -179,6 +179,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         broker_url=args.broker,
         duration_s=args.duration,
+        http=None if args.http == "off" else args.http,
     )
     return 0
 
@@ -193,13 +194,13 @@ def _cmd_parse(args: argparse.Namespace) -> int:
 def _cmd_node(args: argparse.Namespace) -> int:
     from borderwatch.edge.run import run_node
 
-    return run_node(args.config, record=args.record, broker=args.broker)
+    return run_node(args.config, record=args.record, broker=args.broker, http=args.http)
 
 
 def _cmd_centre(args: argparse.Namespace) -> int:
     from borderwatch.edge.centre import run_centre
 
-    return run_centre(args.config, broker=args.broker)
+    return run_centre(args.config, broker=args.broker, http=args.http)
 
 
 def _cmd_validate_config(args: argparse.Namespace) -> int:
@@ -209,6 +210,15 @@ def _cmd_validate_config(args: argparse.Namespace) -> int:
     devices = ", ".join(f"{d.sensor_id} ({d.type})" for d in config.devices) or "none"
     print(f"{args.file}: valid node configuration for {config.node_id}; devices: {devices}")
     return 0
+
+
+def _http_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--http",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve the web console here (port 0: a free one, logged); overrides web.http",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -385,6 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=Path("build/demo"), help="output directory")
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    p.add_argument(
+        "--http",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="serve the centre's web console here while the exercise runs (the next free port "
+        "if taken; default: %(default)s); off: do not serve it",
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
@@ -407,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--record", type=Path, default=None, help="append every published message to this file"
     )
+    _http_argument(p)
     p.set_defaults(func=_cmd_node)
 
     p = sub.add_parser("centre", help="run the control centre: fuse nodes' tracks, store alerts")
@@ -414,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--broker", default=None, help="MQTT broker URL mqtt://HOST:PORT (overrides the config)"
     )
+    _http_argument(p)
     p.set_defaults(func=_cmd_centre)
 
     p = sub.add_parser(

@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -83,6 +83,9 @@ from borderwatch.simulator.scoring import (
 )
 from borderwatch.simulator.sensors import in_view, platform_trajectory, sensor_pose
 from borderwatch.simulator.truth import Trajectory, truth_table
+
+if TYPE_CHECKING:
+    from borderwatch.edge.web.server import ConsoleServer
 
 log = logging.getLogger(__name__)
 
@@ -607,7 +610,12 @@ async def _progress(
 
 
 async def _run(
-    sim: Simulation, out_dir: Path, speed: float, broker_url: str | None, console: _Console
+    sim: Simulation,
+    out_dir: Path,
+    speed: float,
+    broker_url: str | None,
+    console: _Console,
+    web: socket.socket | None = None,
 ) -> _Run:
     duration_s = sim.scenario.duration_s
     layout = node_sensors(sim.scenario)
@@ -638,8 +646,10 @@ async def _run(
         (out_dir / "centre.db").unlink(missing_ok=True)
         centre = Centre(centre_cfg, clock=clock)
         watcher = _Watcher(url, CentreTopics(CENTRE_ID), console, start)
+        server = None if web is None else _console_server(centre, out_dir, web)
         wall0 = time.monotonic()
         async with asyncio.TaskGroup() as tasks:
+            web_task = None if server is None else tasks.create_task(server.run(), name="web")
             centre_task = tasks.create_task(centre.run(), name="centre")
             node_tasks = [tasks.create_task(n.run(), name=i) for i, n in nodes.items()]
             watch_task = tasks.create_task(watcher.run(), name="console")
@@ -671,6 +681,9 @@ async def _run(
             await centre_task
             watch_task.cancel()
             progress_task.cancel()
+            if server is not None and web_task is not None:
+                server.stop()
+                await web_task
         console.end_progress()
         wall_s = time.monotonic() - wall0
     return _Run(
@@ -689,6 +702,17 @@ async def _run(
         wall_s=wall_s,
         held_wall_s=clock.held_wall_s,
     )
+
+
+def _console_server(centre: Centre, out_dir: Path, sock: socket.socket) -> ConsoleServer:
+    """The centre's web console on the listening socket ``sock``, showing the border."""
+    from borderwatch.config.web import WebSettings
+    from borderwatch.edge.web.centre import CentreConsole
+    from borderwatch.edge.web.server import ConsoleServer
+
+    view = CentreConsole(centre, WebSettings(border=out_dir / "border.geojson"))
+    host, port = sock.getsockname()[:2]
+    return ConsoleServer(view, f"{host}:{port}", sock=sock)
 
 
 # ----------------------------------------------------------------------------------- scoring
@@ -963,6 +987,7 @@ def run_exercise(
     broker_url: str | None = None,
     duration_s: float | None = None,
     stream: TextIO | None = None,
+    http: str | None = None,
 ) -> dict[str, Any]:
     """Run the exercise, print its alerts, progress and summary to ``stream``, and write
     ``out_dir/summary.json``; returns the summary.
@@ -976,6 +1001,8 @@ def run_exercise(
         duration_s: run only this many scenario seconds (at most the scenario's duration).
         stream: where the console lines go (default standard output); on a terminal the
             progress line is redrawn in place.
+        http: ``HOST:PORT`` to serve the centre's web console on while the exercise runs
+            (the next free port of the following 20 if it is taken); None: not served.
 
     Raises:
         ConfigError: the scenario does not validate, or a platform name is not a node id.
@@ -995,8 +1022,17 @@ def run_exercise(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     console = _Console(stream or sys.stdout)
+    web = _console_socket(http)
     _introduce(console, sim, speed)
-    run = asyncio.run(_run(sim, out_dir, speed, broker_url, console))
+    if web is not None:
+        host, port = web.getsockname()[:2]
+        console.line(f"  live picture: http://{host}:{port}/ (the centre's console, while it runs)")
+        console.line("")
+    try:
+        run = asyncio.run(_run(sim, out_dir, speed, broker_url, console, web))
+    finally:
+        if web is not None:
+            web.close()
     summary = summarise(run)
     (out_dir / "summary.json").write_text(
         json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8"
@@ -1004,6 +1040,22 @@ def run_exercise(
     for line in summary_lines(summary, out_dir):
         console.line(line)
     return summary
+
+
+def _console_socket(http: str | None) -> socket.socket | None:
+    """A listening socket for the console at ``http`` or one of the next 20 ports (None
+    without ``http``; logged and None when none is free)."""
+    if http is None:
+        return None
+    from borderwatch.config.web import parse_http
+    from borderwatch.edge.web.server import listen
+
+    try:
+        host, port = parse_http(http)
+        return listen(host, port, tries=20)
+    except (ValueError, BorderwatchError) as exc:
+        log.error("exercise: the console is not served: %s", exc)
+        return None
 
 
 def _introduce(console: _Console, sim: Simulation, speed: float) -> None:

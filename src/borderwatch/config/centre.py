@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from borderwatch.config.mqtt import MqttSettings
 from borderwatch.config.node import FrameSettings
+from borderwatch.config.web import WebSettings
 from borderwatch.config.yamlload import load_yaml_model
 from borderwatch.fusion.t2t import GATE_CHI2_999
 
@@ -219,6 +220,9 @@ class CentreConfig(BaseModel):
     intake: CentreIntakeSettings = Field(
         default_factory=CentreIntakeSettings, description="Input and queue bounds."
     )
+    web: WebSettings | None = Field(
+        default=None, description="Web console settings (see docs/console.md)."
+    )
 
 
 def resolve_store_url(url: str, folder: Path) -> str:
@@ -242,6 +246,8 @@ def load_centre_config(path: str | Path) -> CentreConfig:
     with the file and line of the offending setting."""
     path = Path(path)
     config = load_yaml_model(path, CentreConfig)
+    if config.web is not None:
+        config = config.model_copy(update={"web": config.web.with_base(path.parent)})
     url = resolve_store_url(config.store.url, path.parent.resolve())
     if url != config.store.url:
         config = config.model_copy(update={"store": config.store.model_copy(update={"url": url})})

@@ -154,6 +154,12 @@ class MqttSettings(BaseModel):
         allow_inf_nan=False,
         description="Seconds a command handler may take before an error reply is sent.",
     )
+    centre_id: str = Field(
+        default="centre",
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        description="The centre a node forwards operator actions from its console to "
+        "(borderwatch/v1/centre/<centre_id>/cmd/<verb>); not used by a centre.",
+    )
     max_track_rows: int = Field(
         default=100_000,
         ge=10,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from borderwatch.config.devices import DeviceConfig
 from borderwatch.config.mqtt import MqttSettings
 from borderwatch.config.tracker import TrackerConfig
+from borderwatch.config.web import WebSettings
 from borderwatch.config.yamlload import load_yaml_model
 from borderwatch.fusion.frames import LocalFrame
 from borderwatch.sensors.co2session import Co2SessionSettings
@@ -131,6 +132,9 @@ class NodeConfig(BaseModel):
         description="MQTT broker and outbox (see docs/mqtt.md); none: the node publishes "
         "nothing on the network (it still logs and, with --record, records).",
     )
+    web: WebSettings | None = Field(
+        default=None, description="Web console settings (see docs/console.md)."
+    )
 
     @field_validator("devices")
     @classmethod
@@ -161,6 +165,8 @@ def load_node_config(path: str | Path) -> NodeConfig:
     )
     if config.border is not None and not config.border.is_absolute():
         config = config.model_copy(update={"border": path.parent / config.border})
+    if config.web is not None:
+        config = config.model_copy(update={"web": config.web.with_base(path.parent)})
     if config.mqtt is not None and not config.mqtt.outbox_path.is_absolute():
         mqtt = config.mqtt.model_copy(update={"outbox_path": path.parent / config.mqtt.outbox_path})
         config = config.model_copy(update={"mqtt": mqtt})

@@ -1255,20 +1255,32 @@ def load_with_broker(config_path: str | Path, broker: str | None) -> CentreConfi
     return config.model_copy(update={"mqtt": mqtt})
 
 
-async def serve_centre(config: CentreConfig) -> Centre:
-    """Run a centre until SIGINT or SIGTERM; returns it (for its counters)."""
+async def serve_centre(config: CentreConfig, *, http: str | None = None) -> Centre:
+    """Run a centre until SIGINT or SIGTERM; returns it (for its counters).
+
+    ``http`` (``HOST:PORT``) serves the web console; it overrides ``web.http`` of the config.
+    """
     centre = Centre(config)
+    address = http or (config.web.http if config.web is not None else None)
     with stop_on_signals(centre.stop):
-        await centre.run()
+        if address is None:
+            await centre.run()
+        else:
+            from borderwatch.config.web import WebSettings
+            from borderwatch.edge.web.centre import CentreConsole
+            from borderwatch.edge.web.server import ConsoleServer, serve_alongside
+
+            console = CentreConsole(centre, config.web or WebSettings())
+            await serve_alongside(ConsoleServer(console, address), centre.run())
     return centre
 
 
-def run_centre(config_path: str | Path, broker: str | None = None) -> int:
-    """Entry point of ``borderwatch centre --config FILE [--broker mqtt://HOST:PORT]``; exit
-    status 0 after a clean shutdown. Configuration errors raise
+def run_centre(config_path: str | Path, broker: str | None = None, http: str | None = None) -> int:
+    """Entry point of ``borderwatch centre --config FILE [--broker mqtt://HOST:PORT]
+    [--http HOST:PORT]``; exit status 0 after a clean shutdown. Configuration errors raise
     :class:`~borderwatch.errors.ConfigError` naming the file and line."""
     config = load_with_broker(config_path, broker)
-    centre = asyncio.run(serve_centre(config))
+    centre = asyncio.run(serve_centre(config, http=http))
     log.info("centre %s: %s", config.centre_id, centre.stats)
     return 0
 

@@ -401,6 +401,19 @@ class MqttOutput:
         """Messages waiting in the outbox, and the time of the oldest (None when empty)."""
         return self.outbox.backlog()
 
+    def forward(self, topic: str, payload: bytes, *, msg_id: str, at: datetime) -> int:
+        """Queue one durable publication (QoS 1, not retained) through the outbox, in order
+        with the alerts: an operator's action forwarded to the centre. Returns its sequence
+        number (see :meth:`delivered`)."""
+        seq = self.outbox.put(Pending(msg_id, topic, payload, False, at), durable=True)[0]
+        self._outbox_wake.set()
+        return seq
+
+    def delivered(self, seq: int) -> bool:
+        """True once the broker has acknowledged the outbox message ``seq`` (or it is gone)."""
+        waiting = self.outbox.peek(1)
+        return not waiting or waiting[0].coalesce_key is not None or waiting[0].seq > seq
+
     def on_command(self, verb: str, handler: CommandHandler) -> None:
         """Answer ``borderwatch/v1/node/<node_id>/cmd/<verb>`` requests with ``handler``."""
         topics.command(self.node_id, verb)  # refuses a verb that is not a topic level

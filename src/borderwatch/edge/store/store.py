@@ -25,7 +25,10 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -34,6 +37,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from multiprocessing.context import BaseContext
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -713,17 +717,47 @@ class AsyncAlertStore:
 
 # ------------------------------------------------------------------- the store's process
 
+#: How often a store process checks that the centre is still there, s.
+_ORPHAN_CHECK_S: Final = 1.0
+
 #: The store held by a store process, under "store" (set by :func:`_worker_open`).
 _WORKER: dict[str, AlertStore] = {}
 
 
-def _worker_open(url: str) -> None:
+def _worker_open(url: str, centre_pid: int) -> None:
     """In the store's process: leave stopping to the centre (a Ctrl-C or a service manager's
     SIGTERM reaches the whole process group, and the centre still stores its last alerts
     before it closes the store), then open the store."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Ignoring SIGTERM, it must not outlive a centre that was killed outright. Its parent may
+    # be a fork server that itself waits for it, so it watches the centre, not its parent.
+    threading.Thread(
+        target=_end_with_centre, args=(centre_pid,), name="store-orphan-watch", daemon=True
+    ).start()
     _WORKER["store"] = AlertStore.open(url)
+
+
+def _end_with_centre(pid: int) -> None:
+    while _running(pid):
+        time.sleep(_ORPHAN_CHECK_S)
+    log.error("store process: the centre (pid %d) is gone; ending", pid)
+    os._exit(1)
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (killed, not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: existence is all that can be told
+    return not stat.rsplit(") ", 1)[-1].startswith("Z")
 
 
 def _worker_call(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -769,7 +803,7 @@ class _StoreWorker:
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._pool, _worker_open, self.url)
+            await loop.run_in_executor(self._pool, _worker_open, self.url, os.getpid())
         except BaseException:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
