@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from borderwatch.config.mqtt import MqttSettings
 from borderwatch.config.node import FrameSettings
+from borderwatch.config.tak import TakSettings
 from borderwatch.config.web import WebSettings
 from borderwatch.config.yamlload import load_yaml_model
 from borderwatch.fusion.t2t import GATE_CHI2_999
@@ -220,6 +221,11 @@ class CentreConfig(BaseModel):
     intake: CentreIntakeSettings = Field(
         default_factory=CentreIntakeSettings, description="Input and queue bounds."
     )
+    tak: TakSettings | None = Field(
+        default=None,
+        description="CoT events of the fused tracks, the nodes' positions and the centre's "
+        "alerts to TAK clients or a TAK server (see docs/tak.md); none: no TAK output.",
+    )
     web: WebSettings | None = Field(
         default=None, description="Web console settings (see docs/console.md)."
     )
@@ -246,6 +252,8 @@ def load_centre_config(path: str | Path) -> CentreConfig:
     with the file and line of the offending setting."""
     path = Path(path)
     config = load_yaml_model(path, CentreConfig)
+    if config.tak is not None:
+        config = config.model_copy(update={"tak": config.tak.with_base(path.parent)})
     if config.web is not None:
         config = config.model_copy(update={"web": config.web.with_base(path.parent)})
     url = resolve_store_url(config.store.url, path.parent.resolve())

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from borderwatch.config.devices import DeviceConfig
 from borderwatch.config.mqtt import MqttSettings
+from borderwatch.config.tak import TakSettings
 from borderwatch.config.tracker import TrackerConfig
 from borderwatch.config.web import WebSettings
 from borderwatch.config.yamlload import load_yaml_model
@@ -132,6 +133,11 @@ class NodeConfig(BaseModel):
         description="MQTT broker and outbox (see docs/mqtt.md); none: the node publishes "
         "nothing on the network (it still logs and, with --record, records).",
     )
+    tak: TakSettings | None = Field(
+        default=None,
+        description="CoT events of tracks, own position and alerts to TAK clients or a TAK "
+        "server (see docs/tak.md); none: no TAK output.",
+    )
     web: WebSettings | None = Field(
         default=None, description="Web console settings (see docs/console.md)."
     )
@@ -165,6 +171,8 @@ def load_node_config(path: str | Path) -> NodeConfig:
     )
     if config.border is not None and not config.border.is_absolute():
         config = config.model_copy(update={"border": path.parent / config.border})
+    if config.tak is not None:
+        config = config.model_copy(update={"tak": config.tak.with_base(path.parent)})
     if config.web is not None:
         config = config.model_copy(update={"web": config.web.with_base(path.parent)})
     if config.mqtt is not None and not config.mqtt.outbox_path.is_absolute():

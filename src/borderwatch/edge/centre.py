@@ -59,7 +59,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final, Literal, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 import aiomqtt
 import numpy as np
@@ -106,6 +106,9 @@ from borderwatch.schema import (
 from borderwatch.schema.common import check_schema_version, matrix2
 from borderwatch.schema.convert import _geo_points, _plane_xy, seconds_since, time_at
 from borderwatch.schema.messages import AnyMessage, escalate
+
+if TYPE_CHECKING:
+    from borderwatch.edge.tak import TakView
 
 log = logging.getLogger(__name__)
 
@@ -490,6 +493,12 @@ class Centre:
         self._latest_track_t = -float("inf")
         self._picture_t = -float("inf")
         self._stop = asyncio.Event()
+        self.tak: TakView | None = None
+        if config.tak is not None:
+            from borderwatch.edge.tak import TakView  # it imports this module's models
+
+            self.tak = TakView(config.tak, clock=clock, rng=self._rng)
+            self.views.append(self.tak)
 
     @property
     def connected(self) -> bool:
@@ -537,6 +546,8 @@ class Centre:
         finally:
             await self._flush_tracks()
             await self.store.close()
+            if self.tak is not None:
+                await self.tak.aclose()
             log.info("centre %s stopped", self.centre_id)
 
     def _store_name(self) -> str:

@@ -39,6 +39,7 @@ from borderwatch.drivers.base import Driver, Reading, SensorHealth
 from borderwatch.drivers.registry import make_driver
 from borderwatch.edge.ingest import SensorStage
 from borderwatch.edge.mqtt import MqttOutput
+from borderwatch.edge.tak import TakOutput
 from borderwatch.errors import CommandError
 from borderwatch.fusion.borders import load_border
 from borderwatch.fusion.outputs import AlertEvent, BorderAlert, TrackTable
@@ -169,6 +170,10 @@ class Node:
             )
             for verb in COMMAND_VERBS:
                 self.mqtt.on_command(verb, self._command_handler(verb))
+        self.tak: TakOutput | None = None
+        if config.tak is not None:
+            self.tak = TakOutput(config.tak, self.publisher, clock=clock)
+            self.outputs.append(self.tak)
         self.border = border
         self.dropped = 0
         self.published = 0
@@ -222,6 +227,8 @@ class Node:
                 await self._flush_final()
             if self.mqtt is not None:
                 self.mqtt.close()
+            if self.tak is not None:
+                await self.tak.aclose()
             log.info("node %s stopped", self.config.node_id)
 
     async def _drain_outbox(self) -> None:
@@ -540,6 +547,8 @@ class Node:
             )
         for reason, count in self.tracker.stats.rejected.items():
             error_counts[f"fusion.{reason}"] += count
+        if self.tak is not None:
+            error_counts.update(self.tak.error_counts())
         if self.dropped:
             error_counts["queue.readings"] = self.dropped
         backlog, oldest = self.mqtt.backlog() if self.mqtt is not None else (0, None)
@@ -567,6 +576,7 @@ class Node:
                     dropped=self.dropped,
                 ),
                 *self._camera_queues(),
+                *(self.tak.queue_states() if self.tak is not None else ()),
             ),
             outbox_backlog=backlog,
             outbox_oldest_time=oldest,
