@@ -340,16 +340,17 @@ def decode(
             return Inbound("track_cleared", track_id=match.track_id)
         return Rejection("empty", topic)
     try:
-        data = json.loads(payload)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return Rejection("malformed_json", f"{topic}: {exc}")
-    try:
-        check_schema_version(data)
-    except ValueError as exc:
-        return Rejection("schema_version", f"{topic}: {exc}")
-    try:
         message = parse_message(payload)
     except MessageError as exc:
+        # Parsed once on the way in; only a payload that fails is looked at again, to say why.
+        try:
+            data = json.loads(payload)
+        except (json.JSONDecodeError, UnicodeDecodeError) as bad_json:
+            return Rejection("malformed_json", f"{topic}: {bad_json}")
+        try:
+            check_schema_version(data)
+        except ValueError as other_version:
+            return Rejection("schema_version", f"{topic}: {other_version}")
         return Rejection("schema", f"{topic}: {exc}")
     if not isinstance(message, _EXPECTED[match.kind]):
         return Rejection("wrong_type", f"{message.type} on {topic}")
@@ -1149,17 +1150,31 @@ class Centre:
     async def _pictures(self) -> None:
         while True:
             await asyncio.sleep(self.config.fusion.picture_interval_s)
-            picture = self.make_picture()
-            if picture is not None:
-                self._show(picture)
-                self._picture_pub = _Outgoing(
-                    Publication(self.topics.picture(), _json(picture), retain=True)
-                )
-                self._out_wake.set()
+            fused = self._fuse_picture()
+            if fused is None:
+                continue
+            # A thousand tracks take tens of milliseconds to turn into messages: in a thread,
+            # so that alerts arriving meanwhile are not held up behind them.
+            picture, payload = await asyncio.to_thread(self._picture_message, *fused)
+            self.picture = picture
+            self.stats.pictures += 1
+            self._show(picture)
+            self._picture_pub = _Outgoing(Publication(self.topics.picture(), payload, retain=True))
+            self._out_wake.set()
 
     def make_picture(self) -> Picture | None:
         """Fuse the node tracks held now into a :class:`Picture` (None before any track
         time is known when pictures follow message times)."""
+        fused = self._fuse_picture()
+        if fused is None:
+            return None
+        self.picture, _ = self._picture_message(*fused)
+        self.stats.pictures += 1
+        return self.picture
+
+    def _fuse_picture(self) -> tuple[float, FusedTable, tuple[NodeSummary, ...]] | None:
+        """Fuse at the picture's time and note which centre track each node track joined
+        (on the event loop: the fuser is not shared with threads)."""
         if self.config.fusion.time_source == "wall":
             t = seconds_since(self._now(), self.epoch)
         else:
@@ -1178,16 +1193,21 @@ class Centre:
         self._class_of = {
             m: hint for m, hint in self._class_of.items() if m in self._centre_track_of
         }
-        self.picture = Picture(
+        return t, table, self._node_summaries()
+
+    def _picture_message(
+        self, t: float, table: FusedTable, nodes: tuple[NodeSummary, ...]
+    ) -> tuple[Picture, bytes]:
+        """The picture message of a fused table, and its JSON (safe in a worker thread)."""
+        picture = Picture(
             msg_id=new_msg_id(),
             centre_id=self.centre_id,
             time=time_at(t, self.epoch),
             enu_origin=self.origin,
             tracks=self._picture_tracks(table),
-            nodes=self._node_summaries(),
+            nodes=nodes,
         )
-        self.stats.pictures += 1
-        return self.picture
+        return picture, _json(picture)
 
     def _picture_tracks(self, table: FusedTable) -> tuple[PictureTrack, ...]:
         points = _geo_points(self.frame, table.x[:, :2])

@@ -307,19 +307,23 @@ class Node:
         result: StepResult = await asyncio.to_thread(self.tracker.step, detections, t)
         self.step_seconds.append(time.perf_counter() - started)
         del self.step_seconds[:-1000]
-        batch: list[Alert | Track] = [
-            message for alert in result.alerts if (message := self._alert(alert)) is not None
-        ]
+        # Alerts go out first, on their own: they do not wait for the track summaries.
+        await self._publish_batch(
+            [message for alert in result.alerts if (message := self._alert(alert)) is not None]
+        )
         if result.tables and result.tracks.t - self._last_tracks_t >= self.track_interval_s:
             self._last_tracks_t = result.tracks.t
             self._show_tracks(result.tracks)
-            batch += tracks_from_table(
+            # Building a thousand messages takes tens of milliseconds: in a worker thread,
+            # so that readings and the outbox's sending go on meanwhile.
+            tracks = await asyncio.to_thread(
+                tracks_from_table,
                 result.tracks,
                 self.publisher,
                 vessels=self.stage.ais.lookup,
                 rows=self.reporter.select(result.tracks),
             )
-        await self._publish_batch(batch)
+            await self._publish_batch(tracks)
         await self._concealments(t)
         if t - self._last_pli_t >= self.track_interval_s:
             self._last_pli_t = t
@@ -405,7 +409,7 @@ class Node:
             else:
                 self.published += 1
 
-    async def _publish_batch(self, messages: list[Alert | Track]) -> None:
+    async def _publish_batch(self, messages: Sequence[Alert | Track]) -> None:
         """A step's alerts, then its track summaries: in one call to an output that takes
         them together, one by one to the others."""
         if not messages:
