@@ -40,7 +40,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -182,12 +182,13 @@ class CotQueue:
 # -------------------------------------------------------------------------------- senders
 
 
-def udp_socket(settings: TakOutputSettings) -> socket.socket:
-    """A non-blocking UDP socket connected to the output's address, with the multicast TTL
-    (IPv4) or hop limit (IPv6) set for a multicast group. Connecting a UDP socket sends
-    nothing."""
-    infos = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_DGRAM)
-    family, kind, proto, _name, address = infos[0]
+def udp_socket(settings: TakOutputSettings, info: tuple[Any, ...] | None = None) -> socket.socket:
+    """A non-blocking UDP socket connected to the output's address (``info``, one
+    ``getaddrinfo`` result; resolved here when not given), with the multicast TTL (IPv4) or
+    hop limit (IPv6) set for a multicast group. Connecting a UDP socket sends nothing."""
+    if info is None:
+        info = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_DGRAM)[0]
+    family, kind, proto, _name, address = info
     sock = socket.socket(family, kind, proto)
     try:
         sock.setblocking(False)
@@ -293,7 +294,7 @@ class CotSender:
             self.name,
             self.settings.url,
             reason.replace("_", " "),
-            exc,
+            str(exc) or type(exc).__name__,
         )
 
     # --------------------------------------------------------------------- udp
@@ -303,7 +304,10 @@ class CotSender:
         backoff = Backoff(self._tak.backoff_initial_s, self._tak.backoff_max_s, self._rng)
         while True:
             try:
-                sock = udp_socket(self.settings)
+                infos = await loop.getaddrinfo(
+                    self.settings.host, self.settings.port, type=socket.SOCK_DGRAM
+                )
+                sock = udp_socket(self.settings, infos[0])
                 transport, _ = await loop.create_datagram_endpoint(
                     lambda: _Datagrams(lambda exc: self._error("send_failed", exc)), sock=sock
                 )
