@@ -35,6 +35,7 @@ from borderwatch.schema import (
     Envelope,
     NodeState,
     Track,
+    TrackStatus,
     parse_message,
 )
 from borderwatch.sensors.base import Accepted
@@ -160,6 +161,23 @@ def test_ais_vessels_are_identified_and_the_skiff_is_dark(patrol_run) -> None:
     dark = [t for t in tracks if t.dark]
     assert dark
     assert all(t.vessel is None or not t.vessel.own for t in dark)
+
+
+def test_tracks_the_tracker_ends_are_reported_ended_once(patrol_run) -> None:
+    _, node, collector = patrol_run
+    tracks = collector.of(Track)
+    ended = [t for t in tracks if t.status is TrackStatus.ENDED]
+    assert ended, "the scenario's targets leave the radar's coverage"
+    ended_ids = [t.track_id for t in ended]
+    assert len(ended_ids) == len(set(ended_ids))
+    for final in ended:
+        before = [t for t in tracks if t.track_id == final.track_id and t is not final]
+        # The last summary again, marked ended; nothing follows it.
+        assert before
+        assert tracks.index(before[-1]) < tracks.index(final)
+        assert final.position == before[-1].position
+        assert final.msg_id != before[-1].msg_id
+    assert not set(ended_ids) & set(node._reported)
 
 
 def test_co2_inspections_give_their_verdicts(patrol_run) -> None:

@@ -137,3 +137,15 @@ def test_a_receiver_never_drifts_past_the_threshold_or_the_heartbeat(
             predicted = x_sent[:2] + x_sent[2:] * (t - t_sent)
             assert np.hypot(*(predicted - x[track_id, :2])) <= threshold + 1e-9
             assert t - t_sent < heartbeat
+
+
+def test_tracks_that_leave_the_table_are_named_as_ended_once() -> None:
+    reporter = DeadReckoningReporter(threshold_m=5.0, heartbeat_s=30.0, coast_after_s=3.0)
+    reporter.select(table(0.0, [4, 9, 12], np.vstack([walker(0)] * 3)))
+    assert reporter.ended.tolist() == []
+    reporter.select(table(1.0, [9], walker(1)))
+    assert reporter.ended.tolist() == [4, 12]
+    reporter.select(table(2.0, [9], walker(2)))
+    assert reporter.ended.tolist() == []  # told once
+    reporter.select(table(3.0, [], np.zeros((0, 4))))
+    assert reporter.ended.tolist() == [9]

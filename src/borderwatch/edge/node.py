@@ -61,6 +61,7 @@ from borderwatch.schema import (
     SensorStatus,
     TargetClassName,
     Track,
+    TrackStatus,
     alert_from_core,
     concealment_from_event,
     tracks_from_table,
@@ -179,6 +180,7 @@ class Node:
         self.published = 0
         self.errors: Counter[str] = Counter()
         self._open_alerts: dict[int, Alert] = {}
+        self._reported: dict[str, Track] = {}
         self._last_tracks_t = -float("inf")
         self._last_pli_t = -float("inf")
         self._stop = asyncio.Event()
@@ -323,7 +325,7 @@ class Node:
                 vessels=self.stage.ais.lookup,
                 rows=self.reporter.select(result.tracks),
             )
-            await self._publish_batch(tracks)
+            await self._publish_batch(tracks + self._ended_tracks(tracks))
         await self._concealments(t)
         if t - self._last_pli_t >= self.track_interval_s:
             self._last_pli_t = t
@@ -426,6 +428,23 @@ class Node:
                 log.error("output %s failed on %d messages: %s", output.name, len(messages), exc)
             else:
                 self.published += len(messages)
+
+    def _ended_tracks(self, reported: list[Track]) -> list[Track]:
+        """Remember the summaries just reported; for each track the tracker ended since the
+        last report, its last summary again with status ``ended`` (receivers drop the track
+        and, over MQTT, its retained topic is cleared)."""
+        for track in reported:
+            self._reported[track.track_id] = track
+        ended = []
+        for number in self.reporter.ended.tolist():
+            last = self._reported.pop(f"{self.config.node_id}:{number}", None)
+            if last is not None:
+                ended.append(
+                    last.model_copy(
+                        update={"status": TrackStatus.ENDED, "msg_id": self.publisher.make_msg_id()}
+                    )
+                )
+        return ended
 
     def _show_tracks(self, table: TrackTable) -> None:
         for output in self.outputs:

@@ -56,6 +56,8 @@ class DeadReckoningReporter:
         self.threshold_m = threshold_m
         self.heartbeat_s = heartbeat_s
         self.coast_after_s = coast_after_s
+        #: Ids of the tracks reported before and missing from the last table selected from.
+        self.ended: IntArray = np.zeros(0, dtype=np.int64)
         self._sent = _Sent(
             np.zeros(0, dtype=np.int64),
             np.zeros(0),
@@ -67,11 +69,14 @@ class DeadReckoningReporter:
     def select(self, table: TrackTable) -> IntArray:
         """Rows of ``table`` to report now, in table order; remembers them as reported.
 
-        Tracks no longer in the table are forgotten (a track that comes back is new).
+        Tracks no longer in the table are forgotten (a track that comes back is new), and
+        their ids are left in :attr:`ended` until the next call: the tracker ended them, and
+        receivers should hear so.
         """
         n = len(table)
         coasting = table.t - table.last_update_t > self.coast_after_s
         sent = self._sent
+        self.ended = sent.track_id[~np.isin(sent.track_id, table.track_id)]
         pos = np.searchsorted(sent.track_id, table.track_id)
         pos = np.minimum(pos, max(len(sent.track_id) - 1, 0))
         known = sent.track_id[pos] == table.track_id if len(sent.track_id) else np.zeros(n, bool)
