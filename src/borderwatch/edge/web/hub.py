@@ -123,12 +123,15 @@ class Client:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     close_code: int | None = None
     close_reason: str = ""
+    sender: asyncio.Task[None] | None = None
 
     def kill(self, code: int, reason: str) -> None:
-        """Ask the sender to close the connection."""
+        """End the connection: the sender stops at once (even in the middle of a send the
+        client does not take) and the connection is closed."""
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
-        self.wake.set()
+        if self.sender is not None:
+            self.sender.cancel()
 
 
 Acts = Callable[[ActMessage], Awaitable[dict[str, Any]]]
@@ -227,6 +230,7 @@ class Hub:
         try:
             async with asyncio.TaskGroup() as tasks:
                 sender = tasks.create_task(self._sender(client), name="console-ws-send")
+                client.sender = sender
                 receiver = tasks.create_task(
                     self._receiver(client, acts), name="console-ws-receive"
                 )
