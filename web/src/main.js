@@ -153,7 +153,7 @@ class ConsolePage {
       for (const alert of fresh) {
         if (alert.status === "open") {
           this.alerts.show(alert, true);
-          this.alarm.play(alert.priority);
+          this.alarm.play(alert.priority, alert.id);
         }
       }
     }
@@ -169,7 +169,7 @@ class ConsolePage {
     const fresh = !known && alert.status === "open";
     this.alerts.show(alert, fresh);
     this.map.redraw();
-    if (fresh) this.alarm.play(alert.priority);
+    if (fresh) this.alarm.play(alert.priority, alert.id);
     this.title();
   }
 

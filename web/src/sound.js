@@ -14,6 +14,7 @@ export class Alarm {
     this.context = null;
     this.lastAt = 0;
     this.played = 0;
+    this.heard = [];
     this.listeners = [];
     try {
       this.muted = localStorage.getItem(MUTE_KEY) === "1";
@@ -61,12 +62,17 @@ export class Alarm {
     for (const listener of this.listeners) listener(this.state);
   }
 
-  /** Plays the tone for an alert priority; false when muted, locked or too soon after the last. */
-  play(priority) {
+  /**
+   * Plays the tone for an alert priority; false when muted, locked, or too soon after the last
+   * tone (a rescue always sounds).
+   */
+  play(priority, alertId) {
     if (this.state !== "on") return false;
     const now = Date.now();
-    if (now - this.lastAt < MIN_GAP_MS) return false;
+    if (now - this.lastAt < MIN_GAP_MS && priority !== "rescue") return false;
     this.lastAt = now;
+    this.heard.push(alertId);
+    if (this.heard.length > 100) this.heard.shift();
     const ctx = this.context;
     let t = ctx.currentTime + 0.02;
     for (const [freq, length] of PATTERNS[priority] || PATTERNS.normal) {
