@@ -60,8 +60,10 @@ class WebSettings(BaseModel):
         "(a centre); a node shows the border it watches.",
     )
     language: Language = Field(default="en", description="Language the page starts in.")
-    languages: list[Language] = Field(
-        default_factory=lambda: ["en"], description="Languages the operator may choose."
+    languages: list[Language] | None = Field(
+        default=None,
+        description="Languages the operator may choose; none: every language the page was "
+        "built with (static/i18n/index.json).",
     )
     operator: str | None = Field(
         default=None,
@@ -127,7 +129,7 @@ class WebSettings(BaseModel):
     def _checked(self) -> Self:
         if self.http is not None:
             parse_http(self.http)
-        if self.language not in self.languages:
+        if self.languages is not None and self.language not in self.languages:
             raise ValueError(f"language {self.language!r} is not in languages {self.languages}")
         return self
 

@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 
 from borderwatch import __version__
-from borderwatch.edge.web.console import Console
+from borderwatch.edge.web.console import STATIC_DIR, Console
 from borderwatch.edge.web.models import (
     ActBody,
     ActResult,
@@ -27,9 +27,6 @@ from borderwatch.edge.web.models import (
     TrackCollection,
     UnitCollection,
 )
-
-#: The page's bundle (``make web``).
-STATIC_DIR = Path(__file__).parent / "static"
 
 Verb = Literal["acknowledge", "assign", "close"]
 

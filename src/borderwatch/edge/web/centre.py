@@ -151,7 +151,15 @@ class CentreConsole(Console):
         if before is not None:
             views = [v for v in views if v.latest.time < before]
         views = views[:limit]
-        return [self._record_of(view).properties() for view in views]
+        out = []
+        for view in views:
+            record = self._record_of(view)
+            record.actions = [
+                {"verb": a.action.value, "operator": a.operator, "time": iso(a.at), "note": a.note}
+                for a in await store.actions(view.alert_id)
+            ]
+            out.append(record.properties())
+        return out
 
     def _record_of(self, view: AlertView) -> AlertRecord:
         held = self.picture.alerts.get(view.alert_id)

@@ -35,6 +35,9 @@ from borderwatch.fusion.frames import LocalFrame
 
 log = logging.getLogger(__name__)
 
+#: The page's bundle (``make web``).
+STATIC_DIR: Final = Path(__file__).parent / "static"
+
 #: Shortest time between two track or unit frames, s (the contract's 1 Hz).
 FRAME_INTERVAL_S: Final = 1.0
 
@@ -205,13 +208,24 @@ class Console:
             "simulated": simulated,
             "center": [self.frame.lon_deg, self.frame.lat_deg],
             "language": self.settings.language,
-            "languages": self.settings.languages,
+            "languages": self.languages(),
             "operator": self.settings.operator,
             "border": layers["border"],
             "basemap": layers["basemap"],
             "tiles": self.tiles_info(),
             "sensors": self.sensors_geojson(),
         }
+
+    def languages(self) -> list[str]:
+        """The configured languages, or those the page's bundle has (with the default)."""
+        if self.settings.languages is not None:
+            return self.settings.languages
+        try:
+            built = json.loads((STATIC_DIR / "i18n" / "index.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            built = []
+        names = {x for x in built if isinstance(x, str)} if isinstance(built, list) else set()
+        return sorted(names | {self.settings.language})
 
     def _static_layers(self) -> dict[str, Any]:
         if self._layers is None:

@@ -118,8 +118,25 @@ class TracksFrame:
         )
 
 
-def _point(lon: float, lat: float) -> str:
-    return f"[{lon:.6f},{lat:.6f}]"
+def _fixed(values: FloatArray, digits: int) -> list[str]:
+    """Numbers as JSON text rounded to ``digits`` decimals (non-finite ones as 0)."""
+    rounded = np.round(
+        np.nan_to_num(np.asarray(values, dtype=np.float64), posinf=0, neginf=0), digits
+    )
+    return [repr(v) for v in rounded.tolist()]
+
+
+_WORDS: dict[str, str] = {}
+
+
+def _word(value: str) -> str:
+    """A JSON string of a short vocabulary word (status, class), encoded once."""
+    text = _WORDS.get(value)
+    if text is None:
+        text = dumps(value)
+        if len(_WORDS) < 100:
+            _WORDS[value] = text
+    return text
 
 
 # ----------------------------------------------------------------------------------- alerts
@@ -298,47 +315,51 @@ class LivePicture:
     def set_tracks(self, rows: TrackRows) -> TracksFrame:
         """Replace the tracks by ``rows`` (a full table); returns the frame to send.
 
-        Vectorised where it counts: ellipses, speeds and courses for all rows at once; each
-        feature is then one small ``json.dumps`` plus its trail's kept text.
+        Vectorised where it counts: ellipses, speeds, courses and rounding for all rows at
+        once; each feature is then one string template (no per-track ``json.dumps`` unless it
+        carries a vessel, members or alerts) plus its trail's kept text.
         """
-        n = len(rows.ids)
         major, minor, orient = error_ellipses(rows.cov)
         speed, course = courses(rows.vx, rows.vy)
+        numbers = zip(
+            _fixed(rows.lon, 6),
+            _fixed(rows.lat, 6),
+            _fixed(rows.cls_conf, 3),
+            _fixed(speed, 2),
+            _fixed(course, 1),
+            _fixed(rows.vx, 2),
+            _fixed(rows.vy, 2),
+            _fixed(major, 1),
+            _fixed(minor, 1),
+            _fixed(orient, 1),
+            strict=True,
+        )
         time_text = iso(rows.time)
         seen: dict[str, str] = {}
         features = []
-        for i in range(n):
+        for i, (lon, lat, conf, spd, crs, vx, vy, a, b, o) in enumerate(numbers):
             tid = rows.ids[i]
-            point = _point(float(rows.lon[i]), float(rows.lat[i]))
+            point = f"[{lon},{lat}]"
             trail = self._trails.get(tid)
             if trail is None:
                 trail = self._trails[tid] = deque(maxlen=self.trail_points)
             if self.trail_points and (not trail or trail[-1] != point):
                 trail.append(point)
-            props = {
-                "track_id": tid,
-                "time": time_text,
-                "status": rows.status[i],
-                "class": rows.cls[i],
-                "class_confidence": round(float(rows.cls_conf[i]), 3),
-                "speed_mps": round(float(speed[i]), 2),
-                "course_deg": round(float(course[i]), 1),
-                "vx_mps": round(float(rows.vx[i]), 2),
-                "vy_mps": round(float(rows.vy[i]), 2),
-                "ellipse": {
-                    "semi_major_m": round(float(major[i]), 1),
-                    "semi_minor_m": round(float(minor[i]), 1),
-                    "orientation_deg": round(float(orient[i]), 1),
-                },
-                "own": bool(rows.own[i]),
-                "dark": bool(rows.dark[i]),
-                "vessel": rows.vessels[i],
-                "members": rows.members[i],
-                "alert_ids": sorted(self._track_alerts.get(tid, ())),
-            }
+            jid = dumps(tid)
+            vessel, members = rows.vessels[i], rows.members[i]
+            alerts = self._track_alerts.get(tid)
             text = (
-                f'{{"type":"Feature","id":{dumps(tid)},"geometry":{{"type":"Point",'
-                f'"coordinates":{point}}},"properties":{dumps(props)[:-1]},'
+                f'{{"type":"Feature","id":{jid},"geometry":{{"type":"Point","coordinates":'
+                f'{point}}},"properties":{{"track_id":{jid},"time":"{time_text}",'
+                f'"status":{_word(rows.status[i])},"class":{_word(rows.cls[i])},'
+                f'"class_confidence":{conf},"speed_mps":{spd},"course_deg":{crs},'
+                f'"vx_mps":{vx},"vy_mps":{vy},"ellipse":{{"semi_major_m":{a},'
+                f'"semi_minor_m":{b},"orientation_deg":{o}}},'
+                f'"own":{"true" if rows.own[i] else "false"},'
+                f'"dark":{"true" if rows.dark[i] else "false"},'
+                f'"vessel":{"null" if vessel is None else dumps(vessel)},'
+                f'"members":{dumps(members) if members else "[]"},'
+                f'"alert_ids":{dumps(sorted(alerts)) if alerts else "[]"},'
                 f'"trail":[{",".join(trail)}]}}}}'
             )
             seen[tid] = text
