@@ -515,3 +515,70 @@ async def test_bad_clients_are_answered_or_dropped_counted_and_no_alert_is_lost(
         await stopped(server, task)
         node.stop()
         await run
+
+
+# ------------------------------------------------------------------------------ sensors
+
+
+async def test_sensor_fields_of_view_follow_the_platform() -> None:
+    """Camera wedges and radar discs drawn around the node's latest position and heading; a
+    fixed camera at its site."""
+    node = Node(
+        NodeConfig.model_validate(
+            {
+                "node_id": "boat-4",
+                "frame": {"lat_deg": 44.87, "lon_deg": 19.42},
+                "devices": [
+                    {"type": "gps", "sensor_id": "gps", "url": "loop://"},
+                    {"type": "radar", "sensor_id": "radar", "url": "loop://"},
+                    {
+                        "type": "thermal_camera",
+                        "sensor_id": "bow",
+                        "url": "tcp://127.0.0.1:9",
+                        "width": 640,
+                        "height": 512,
+                        "intrinsics": {"hfov_deg": 24.0},
+                        "mount": {"yaw_deg": 90.0},
+                        "max_range_m": 1000.0,
+                    },
+                    {
+                        "type": "thermal_camera",
+                        "sensor_id": "mast",
+                        "url": "tcp://127.0.0.1:9",
+                        "width": 640,
+                        "height": 512,
+                        "intrinsics": {"hfov_deg": 40.0},
+                        "site": {"lat_deg": 44.88, "lon_deg": 19.43, "heading_deg": 180.0},
+                        "max_range_m": 2000.0,
+                    },
+                ],
+            }
+        )
+    )
+    console = NodeConsole(node, WebSettings(radar_range_m=3000.0))
+    # Before the platform's position is known only the fixed camera can be drawn.
+    (mast,) = console.sensors_geojson()["features"]
+    assert mast["properties"] == {
+        "sensor_id": "mast",
+        "type": "thermal_camera",
+        "node_id": "boat-4",
+    }
+    ring = np.array(mast["geometry"]["coordinates"][0])
+    assert ring[0].tolist() == ring[-1].tolist()  # closed
+    assert ring[0] == pytest.approx([19.43, 44.88])  # apex at the site
+    assert (ring[1:-1, 1] < 44.88).all()  # looking south
+
+    unit = console.picture.unit("boat-4")
+    unit.lon, unit.lat, unit.heading_deg = 19.42, 44.87, 0.0
+    features = {f["properties"]["sensor_id"]: f for f in console.sensors_geojson()["features"]}
+    assert set(features) == {"radar", "bow", "mast"}
+    radar = np.array(features["radar"]["geometry"]["coordinates"][0])
+    assert radar[0] == pytest.approx(radar[-1])
+    xy = FRAME.to_enu(radar[:, 1], radar[:, 0])
+    np.testing.assert_allclose(np.hypot(xy[:, 0], xy[:, 1]), 3000.0, rtol=1e-3)
+    bow = np.array(features["bow"]["geometry"]["coordinates"][0])[1:-1]
+    xy = FRAME.to_enu(bow[:, 1], bow[:, 0])
+    bearings = np.degrees(np.arctan2(xy[:, 0], xy[:, 1]))
+    assert bearings.min() == pytest.approx(78.0, abs=0.1)  # heading 0 + yaw 90 ± 12
+    assert bearings.max() == pytest.approx(102.0, abs=0.1)
+    np.testing.assert_allclose(np.hypot(xy[:, 0], xy[:, 1]), 1000.0, rtol=1e-3)

@@ -54,7 +54,7 @@ class CentreConsole(Console):
             self.mark_tracks()
         elif isinstance(item, CentreAlertEvent):
             members = [{"node_id": m.node_id, "alert_id": m.alert_id} for m in item.members]
-            record = self.picture.alert_event(item.alert, self.clock(), members)
+            record = self.picture.alert_event(item.alert, self.wall(), members)
             for m in item.members:
                 self._member_of[m.alert_id] = item.alert.alert_id
             self.alert_changed(record)
@@ -84,7 +84,7 @@ class CentreConsole(Console):
             assignee=action.assignee,
             closed_by=action.closed_by,
             action=entry,
-            wall=self.clock(),
+            wall=self.wall(),
         )
         if record is None:
             # An action on a node alert (forwarded from a boat's console): shown in the
@@ -225,7 +225,7 @@ class CentreConsole(Console):
             log.error("console: open alerts not loaded: %s", exc)
             return
         prefix = f"{self.id}:"
-        now = self.clock()
+        now = self.wall()
         for view in reversed(views):
             if view.alert_id.startswith(prefix) and view.alert_id not in self.picture.alerts:
                 record = self.picture.alert_event(view.latest, view.first_received_at.timestamp())

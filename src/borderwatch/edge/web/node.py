@@ -57,7 +57,7 @@ class NodeConsole(Console):
     async def publish(self, message: Envelope) -> None:
         """Take a message the node publishes (alerts, health, own position)."""
         if isinstance(message, Alert):
-            record = self.picture.alert_event(message, self.clock())
+            record = self.picture.alert_event(message, self.wall())
             self.alert_changed(record)
         elif isinstance(message, NodeState):
             self.state = message
@@ -206,9 +206,8 @@ class NodeConsole(Console):
             + np.linspace(-width_deg / 2, width_deg / 2, ARC_POINTS * (4 if full else 1))
         )
         arc = centre + range_m * np.column_stack([np.sin(angles), np.cos(angles)])
+        # A disc's arc runs from -180° to +180°: its ends meet, the ring is closed.
         ring = arc if full else np.vstack([centre, arc, centre])
-        if full:
-            ring = np.vstack([ring, ring[:1]])
         latlon = self.frame.to_wgs84(ring)
         ring_lonlat: list[list[float]] = np.round(latlon[:, ::-1], 7).tolist()
         return ring_lonlat
@@ -221,15 +220,14 @@ class NodeConsole(Console):
             return ActOutcome(422, None, "assignee is given with assign, and only with assign")
         if alert_id not in self.picture.alerts:
             return ActOutcome(404, None, f"unknown alert {alert_id!r}")
-        now = self.clock()
-        at = datetime.fromtimestamp(now, UTC)
+        at = datetime.fromtimestamp(self.clock(), UTC)
         try:
             record = self.picture.act(
                 alert_id,
                 verb,
                 body.operator,
                 at,
-                wall=now,
+                wall=self.wall(),
                 assignee=body.assignee,
                 note=body.note,
             )
