@@ -110,9 +110,13 @@ async def reading(url: str) -> AsyncIterator[tuple[ClientConnection, Frames]]:
 
 
 async def serving(
-    console: Any, settings: WebSettings, *, sndbuf: int | None = None
+    console: Any,
+    settings: WebSettings,
+    *,
+    sndbuf: int | None = None,
+    static_dir: Path | None = None,
 ) -> tuple[ConsoleServer, asyncio.Task[None]]:
-    server = ConsoleServer(console, "127.0.0.1:0")
+    server = ConsoleServer(console, "127.0.0.1:0", static_dir=static_dir)
     server.bind()
     if sndbuf is not None:
         assert server._socket is not None
@@ -582,3 +586,84 @@ async def test_sensor_fields_of_view_follow_the_platform() -> None:
     assert bearings.min() == pytest.approx(78.0, abs=0.1)  # heading 0 + yaw 90 ± 12
     assert bearings.max() == pytest.approx(102.0, abs=0.1)
     np.testing.assert_allclose(np.hypot(xy[:, 0], xy[:, 1]), 1000.0, rtol=1e-3)
+
+
+# ------------------------------------------------------------------------------ map layers
+
+
+def write_mbtiles(path: Path) -> bytes:
+    """A one-tile MBTiles file (zoom 1, XYZ x=1 y=0, i.e. TMS row 1); returns the tile."""
+    import sqlite3
+
+    tile = b"\x89PNG\r\n\x1a\n" + b"tile-1-1-0"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(
+            "CREATE TABLE metadata (name TEXT, value TEXT);"
+            "CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER,"
+            " tile_data BLOB);"
+        )
+        db.executemany(
+            "INSERT INTO metadata VALUES (?, ?)",
+            [("format", "png"), ("minzoom", "1"), ("maxzoom", "1"), ("attribution", "local")],
+        )
+        db.execute("INSERT INTO tiles VALUES (1, 1, 1, ?)", (tile,))
+        db.commit()
+    return tile
+
+
+async def test_local_tiles_basemap_and_an_unbuilt_page(tmp_path: Path) -> None:
+    tile = write_mbtiles(tmp_path / "map.mbtiles")
+    (tmp_path / "rivers.geojson").write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"layer": "water", "name": "Drina"},
+                        "geometry": {
+                            "type": "LineString",
+                            "coordinates": [[19.4, 44.8], [19.5, 44.9]],
+                        },
+                    },
+                    {"type": "Feature", "properties": {}, "geometry": None},
+                ],
+            }
+        )
+    )
+    (tmp_path / "broken.geojson").write_text("{not json")
+    web = WebSettings(
+        mbtiles=tmp_path / "map.mbtiles",
+        basemap=[tmp_path / "rivers.geojson", tmp_path / "broken.geojson", tmp_path / "gone.json"],
+        languages=["en", "sr"],
+        language="sr",
+    )
+    node = Node(NodeConfig(node_id="boat-5", frame={"lat_deg": 44.87, "lon_deg": 19.42}))
+    console = NodeConsole(node, web)
+    server, task = await serving(console, web, static_dir=tmp_path / "no-bundle")
+    base = server.url.rstrip("/")
+    try:
+        async with httpx.AsyncClient(timeout=WAIT_S) as http:
+            config = ConsoleConfig.model_validate((await http.get(f"{base}/api/config")).json())
+            assert config.tiles is not None
+            assert (config.tiles.url, config.tiles.format, config.tiles.minzoom) == (
+                "/tiles/{z}/{x}/{y}",
+                "png",
+                1,
+            )
+            assert [f["properties"] for f in config.basemap.features] == [
+                {"layer": "water", "name": "Drina"}
+            ]
+            assert (config.language, config.languages) == ("sr", ["en", "sr"])
+            got = await http.get(f"{base}/tiles/1/1/0")
+            assert (got.status_code, got.content, got.headers["content-type"]) == (
+                200,
+                tile,
+                "image/png",
+            )
+            for missing in ("1/0/0", "1/1/0.png5", "40/1/1", "1/-1/0", "1/1/x"):
+                assert (await http.get(f"{base}/tiles/{missing}")).status_code in (404, 422)
+            page = await http.get(f"{base}/")
+            assert (page.status_code, page.text) == (503, "console not built: run make web")
+    finally:
+        await stopped(server, task)

@@ -109,8 +109,9 @@ def create_app(console: Console, static_dir: Path = STATIC_DIR) -> FastAPI:
     )
     def tile(z: int, x: int, y: str) -> Response:
         """A raster tile from the local MBTiles file (XYZ numbering)."""
-        row = y.split(".", 1)[0]
-        found = console.tile(z, x, int(row)) if row.isdigit() else None
+        row, _, suffix = y.partition(".")
+        good = row.isdigit() and suffix in ("", "png", "jpg", "jpeg")
+        found = console.tile(z, x, int(row)) if good else None
         if found is None:
             return Response(status_code=404)
         data, media_type = found

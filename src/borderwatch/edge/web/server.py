@@ -12,6 +12,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -38,9 +39,18 @@ class ConsoleServer:
     Args:
         console: the console to serve.
         http: ``HOST:PORT``.
+        sock: a listening socket to serve on instead of opening one.
+        static_dir: the page's bundle (default: the package's ``static/``).
     """
 
-    def __init__(self, console: Console, http: str, *, sock: socket.socket | None = None) -> None:
+    def __init__(
+        self,
+        console: Console,
+        http: str,
+        *,
+        sock: socket.socket | None = None,
+        static_dir: Path | None = None,
+    ) -> None:
         self.console = console
         try:
             self.host, self.port = parse_http(http)
@@ -51,7 +61,7 @@ class ConsoleServer:
         if sock is not None:
             self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(
-            create_app(console),
+            create_app(console) if static_dir is None else create_app(console, static_dir),
             log_level="warning",
             access_log=False,
             lifespan="off",
