@@ -104,6 +104,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from borderwatch.bench_camera_node import run_camera_node_bench
 
         result = run_camera_node_bench(min(args.seconds, 10.0), seed=args.seed)
+    elif args.suite == "console":
+        from borderwatch.bench_console import run_console_bench
+
+        result = run_console_bench(
+            args.tracks, args.seconds, progress=lambda msg: log.info("bench: %s", msg)
+        )
     elif args.suite == "e2e":
         from borderwatch.bench_e2e import run_e2e_bench
 
@@ -327,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         "suite",
         nargs="?",
         default="tracker",
-        choices=["tracker", "parsers", "node", "e2e", "camera", "camera-node"],
+        choices=["tracker", "parsers", "node", "e2e", "camera", "camera-node", "console"],
         help="what to measure (default: %(default)s)",
     )
     p.add_argument(
@@ -343,7 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=60.0,
         help="node: measuring time after warm-up; e2e: load duration; camera-node: time per "
-        "measurement (at most 10), s",
+        "measurement (at most 10); console: measuring time once the page shows the tracks, s",
+    )
+    p.add_argument(
+        "--tracks",
+        type=int,
+        default=1000,
+        help="console: moving tracks (targets of the stress scenario; default: %(default)s)",
     )
     p.add_argument(
         "--broker",

@@ -330,6 +330,9 @@ class ConsolePage {
       get draws() {
         return page.map.tracks.drawCount;
       },
+      get drawMs() {
+        return page.map.tracks.drawMs.slice();
+      },
       get visible() {
         return page.map.tracks.visibleCount;
       },

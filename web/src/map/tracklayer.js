@@ -22,6 +22,7 @@ export const TrackLayer = L.Canvas.extend({
     this.show = show;
     this.drawRequest = null;
     this.drawCount = 0;
+    this.drawMs = [];
     this.on("update", this.draw, this);
   },
 
@@ -37,6 +38,7 @@ export const TrackLayer = L.Canvas.extend({
   draw() {
     const map = this._map;
     if (!map || !this._ctx || !this._bounds) return;
+    const began = performance.now();
     const ctx = this._ctx;
     const b = this._bounds;
     ctx.save();
@@ -62,6 +64,8 @@ export const TrackLayer = L.Canvas.extend({
     if (this.show.labels && visible.length <= LABEL_LIMIT) this.drawLabels(ctx, visible);
     this.visibleCount = visible.length;
     this.drawCount += 1;
+    this.drawMs.push(performance.now() - began);
+    if (this.drawMs.length > 200) this.drawMs.shift();
   },
 
   drawEllipses(ctx, visible, pxPerMetre) {
