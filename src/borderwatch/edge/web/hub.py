@@ -23,6 +23,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
@@ -110,6 +111,15 @@ class HubStats:
     ws_errors: Counter[str] = field(default_factory=Counter)
 
 
+@dataclass(frozen=True, slots=True)
+class _Tracks:
+    """A tracks frame as sent: its time, the ids it removes and its text."""
+
+    time: datetime
+    removed: list[str]
+    text: str
+
+
 @dataclass(eq=False, slots=True)
 class Client:
     """One connected page."""
@@ -118,7 +128,7 @@ class Client:
     capacity: int
     urgent: deque[str] = field(default_factory=deque)
     latest: dict[str, str] = field(default_factory=dict)
-    tracks: TracksFrame | None = None
+    tracks: _Tracks | None = None
     removed: set[str] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     close_code: int | None = None
@@ -177,12 +187,16 @@ class Hub:
             client.wake.set()
 
     def tracks(self, frame: TracksFrame) -> None:
-        """A tracks frame: replaces one still waiting (dropped and counted)."""
+        """A tracks frame (its text built once, for every client): replaces one still
+        waiting, which is dropped and counted."""
+        if not self.clients:
+            return
+        shared = _Tracks(frame.time, frame.removed, frame.message(time.time()))
         for client in self.clients:
             if client.tracks is not None:
                 self.stats.track_frames_dropped += 1
                 client.removed.update(client.tracks.removed)
-            client.tracks = frame
+            client.tracks = shared
             client.wake.set()
 
     def error(self, reason: str, message: str, *args: object) -> None:
@@ -284,25 +298,20 @@ class Hub:
             return None
         removed = client.removed - set(frame.removed)
         client.removed.clear()
-        text = frame.message(time.time())
         if removed:
             # Ids removed by a dropped frame: sent on their own, before the shared frame.
-            client.urgent.append(text)
-            return dumps(
-                {
-                    "type": "tracks",
-                    "time": None,
-                    "server_time": round(time.time(), 3),
-                    "features": [],
-                    "removed": sorted(removed),
-                }
-            )
-        return text
+            client.urgent.append(frame.text)
+            gone = TracksFrame(frame.time, [], sorted(removed))
+            return gone.message(time.time())
+        return frame.text
 
     async def _receiver(self, client: Client, acts: Acts) -> None:
         ws = client.ws
         while True:
-            message = await ws.receive()
+            try:
+                message = await ws.receive()
+            except (WebSocketDisconnect, RuntimeError):  # closed under it by the sender
+                return
             if message["type"] == "websocket.disconnect":
                 code = message.get("code", 1000)
                 if code == CLOSE_TOO_BIG:
