@@ -37,7 +37,7 @@ from borderwatch.schema import (
     new_msg_id,
 )
 from borderwatch.schema.reference import examples
-from tests.conftest import free_port
+from tests.conftest import MosquittoBroker, free_port
 
 NOW = datetime(2025, 6, 14, 1, 12, 33, tzinfo=UTC)
 #: Longest wait for something a test expects, s (a failure, never a measured time).
@@ -557,8 +557,10 @@ async def udp_receiver() -> AsyncIterator[tuple[int, list[ET.Element]]]:
 
 
 async def test_a_centre_sends_its_picture_alerts_and_operator_actions(
-    mosquitto: str, tmp_path: Path
+    mosquitto_broker: MosquittoBroker, tmp_path: Path
 ) -> None:
+    # A broker of its own: retained tracks other tests leave would join the picture.
+    mosquitto = mosquitto_broker.url
     from borderwatch.edge.centre import Centre, OperatorRequest
     from borderwatch.edge.mqtt import topics
     from borderwatch.edge.tak import TakView
