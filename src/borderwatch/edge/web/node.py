@@ -9,6 +9,7 @@ has taken the command the alert shows ``"pending": true``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from borderwatch.schema import (
     NodeState,
     PositionMeasurement,
     TargetClassName,
+    Track,
     new_msg_id,
 )
 from borderwatch.schema.convert import COAST_AFTER_S, time_at
@@ -68,6 +70,13 @@ class NodeConsole(Console):
             message.measurement, PositionMeasurement
         ):
             self._own_position(message)
+
+    async def publish_batch(self, messages: Sequence[Alert | Track]) -> None:
+        """A tracker step's alerts (its track summaries are not needed: the full table comes
+        through :meth:`show_tracks`)."""
+        for message in messages:
+            if isinstance(message, Alert):
+                self.alert_changed(self.picture.alert_event(message, self.wall()))
 
     def show_tracks(self, table: TrackTable) -> None:
         """Keep the latest confirmed track table (converted at the next frame tick)."""
