@@ -667,3 +667,61 @@ async def test_local_tiles_basemap_and_an_unbuilt_page(tmp_path: Path) -> None:
             assert (page.status_code, page.text) == (503, "console not built: run make web")
     finally:
         await stopped(server, task)
+
+
+# ---------------------------------------------------------------------------- command line
+
+
+@pytest.mark.parametrize("role", ["node", "centre"])
+def test_command_line_serves_the_console_and_stops_on_sigterm(
+    role: str, broker: str, tmp_path: Path
+) -> None:
+    """``borderwatch node|centre --config F --http 127.0.0.1:0``: the URL is logged, the API
+    answers, SIGTERM ends the service and its console cleanly (exit 0)."""
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    config = tmp_path / f"{role}.yaml"
+    if role == "node":
+        config.write_text("node_id: boat-8\nframe: {lat_deg: 44.87, lon_deg: 19.42}\n")
+    else:
+        config.write_text(
+            f"centre_id: centre-8\nframe: {{lat_deg: 44.87, lon_deg: 19.42}}\n"
+            f"mqtt: {{url: '{broker}', client_id: web-cli-centre}}\n"
+            f"store: {{url: 'sqlite:///{tmp_path / 'centre.db'}'}}\n"
+        )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "borderwatch.cli",
+            role,
+            "--config",
+            str(config),
+            "--http",
+            "127.0.0.1:0",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        log = ""
+        deadline = time.monotonic() + WAIT_S
+        while (found := re.search(r"console of \w+ \S+ at (http://\S+)", log)) is None:
+            line = proc.stderr.readline()
+            assert line, f"the service ended without serving: {log}"
+            assert time.monotonic() < deadline, log
+            log += line
+        url = found.group(1)
+        health = httpx.get(f"{url}api/health", timeout=WAIT_S).json()
+        assert (health["role"], health["id"]) == (role, "boat-8" if role == "node" else "centre-8")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=WAIT_S) == 0
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}api/health", timeout=2.0)
+    finally:
+        proc.kill()
+        proc.wait()
