@@ -21,7 +21,16 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Route, WebSocketRoute, sync_playwright
 
-from borderwatch.bench_console import LoopbackGuard, chromium_path, is_loopback, launch_chromium
+from borderwatch.bench_console import (
+    LoopbackGuard,
+    _frame_figures,
+    _interval_figures,
+    _latency_figures,
+    _scenario,
+    chromium_path,
+    is_loopback,
+    launch_chromium,
+)
 from borderwatch.edge.store import AlertStore
 from tests.conftest import MosquittoBroker, _mosquitto_binary, free_port
 
@@ -163,6 +172,25 @@ def test_the_guard_lets_only_loopback_through() -> None:
     assert not is_loopback("https://unpkg.com/leaflet/dist/leaflet.js")
     assert not is_loopback("http://tile.openstreetmap.org/1/1/1.png")
     assert not is_loopback("http://10.0.0.1/")
+
+
+def test_bench_figures_from_frame_times() -> None:
+    # 60 frames 16.7 ms apart, one of 100 ms: the slow 5 % shows in the p95
+    times = [i * 16.7 for i in range(60)] + [59 * 16.7 + 100.0]
+    figures = _frame_figures(times)
+    assert figures["frames"] == 61
+    assert 50 < figures["mean_fps"] < 60
+    assert figures["max_frame_ms"] == 100.0
+    assert _frame_figures([5.0])["mean_fps"] is None
+    assert _interval_figures([0.0, 1000.0, 2100.0])["max_s"] == 1.1
+    assert _latency_figures([]) == {"alerts": 0, "p50_ms": None, "p95_ms": None, "max_ms": None}
+    assert _latency_figures([10.0, 30.0])["p50_ms"] == 20.0
+
+
+def test_the_bench_scenario_scales_to_the_tracks_asked() -> None:
+    scenario = _scenario(200, 50.0)
+    assert sum(g.count for g in scenario.generate) == 200
+    assert scenario.duration_s == 50.0
 
 
 def test_the_page_loads_everything_from_the_service(

@@ -61,7 +61,7 @@ export class HealthPanel {
         parts.push(kv(t("health.broker"), t("health.no_broker")));
       }
       const consoleInfo = health.console && typeof health.console === "object" ? health.console : {};
-      parts.push(kv(t("health.console"), t("health.clients", { n: count(consoleInfo.clients), e: count(consoleInfo.ws_errors) })));
+      parts.push(kv(t("health.service_console"), t("health.clients", { n: count(consoleInfo.clients), e: count(consoleInfo.ws_errors) })));
       const nodes = Array.isArray(health.nodes) ? health.nodes : [];
       for (const node of nodes) {
         if (!node || typeof node !== "object") continue;
