@@ -102,7 +102,8 @@ def config_for(url: str, tmp_path: Path, centre_id: str, **intake: Any) -> Centr
             url=url, keepalive_s=5, backoff={"initial_s": 0.05, "max_s": 0.3}, publish_timeout_s=3
         ),
         store={"url": f"sqlite:///{tmp_path / 'centre.db'}", "track_batch_s": 0.1},
-        fusion={"picture_interval_s": 0.1},
+        # Tracks stay live for the whole test, however slowly a loaded machine runs it.
+        fusion={"picture_interval_s": 0.1, "stale_s": 120.0},
         intake={"max_payload_bytes": 4096, "log_interval_s": 60.0, **intake},
     )
 
