@@ -464,6 +464,20 @@ async def test_bad_clients_are_answered_or_dropped_counted_and_no_alert_is_lost(
             assert "unknown alert" in frames.of("result")[0]["error"]
             missing = await http.post(f"{base}/api/alerts/boat-9:404/close", json={"operator": "a"})
             assert missing.status_code == 404
+            history = f"{base}/api/alerts/history"
+            queries: list[tuple[dict[str, str | int], int]] = [
+                ({"before": "2026-01-01T00:00:00"}, 200),  # no zone: UTC
+                ({"before": "2026-01-01T00:00:00+02:00", "limit": 5}, 200),
+                ({"before": "yesterday"}, 422),
+                ({"limit": 0}, 422),
+                ({"limit": 100_000}, 422),
+            ]
+            for query, status in queries:
+                assert (await http.get(history, params=query)).status_code == status, query
+            assert (
+                await http.post(f"{base}/api/alerts/boat-9:1/delete", json={})
+            ).status_code == 422
+            assert missing.status_code == 404
 
             # An oversized message closes that client's connection only (counted).
             async with websockets.connect(ws_url, max_size=None) as big:

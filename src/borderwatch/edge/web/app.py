@@ -7,11 +7,12 @@ load a CDN) are disabled; ``/openapi.json`` stays.
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Query, WebSocket
+from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -27,6 +28,8 @@ from borderwatch.edge.web.models import (
     TrackCollection,
     UnitCollection,
 )
+
+log = logging.getLogger(__name__)
 
 Verb = Literal["acknowledge", "assign", "close"]
 
@@ -48,6 +51,13 @@ def create_app(console: Console, static_dir: Path = STATIC_DIR) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> Response:
+        # A fault behind a request (the store, a bad table) is one error answer, counted.
+        console.count("internal")
+        log.error("console: %s %s failed: %r", request.method, request.url.path, exc)
+        return JSONResponse({"ok": False, "alert": None, "error": "internal error"}, 500)
 
     @app.get("/", include_in_schema=False, response_model=None)
     def index() -> Response:
@@ -84,7 +94,10 @@ def create_app(console: Console, static_dir: Path = STATIC_DIR) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         before: Annotated[datetime | None, Query(description="ISO 8601 time")] = None,
     ) -> Any:
-        """Alerts newest first (centre: from its store; node: held since its start)."""
+        """Alerts newest first (centre: from its store; node: held since its start); a
+        ``before`` without a zone is UTC."""
+        if before is not None and before.tzinfo is None:
+            before = before.replace(tzinfo=UTC)
         return JSONResponse({"alerts": await console.history(limit, before)})
 
     @app.get("/api/health", response_model=Health)
