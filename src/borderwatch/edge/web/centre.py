@@ -8,6 +8,7 @@ answer comes back to every view as an :class:`AlertAction`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from datetime import datetime
 from typing import Any
@@ -57,6 +58,9 @@ class CentreConsole(Console):
             record = self.picture.alert_event(item.alert, self.wall(), members)
             for m in item.members:
                 self._member_of[m.alert_id] = item.alert.alert_id
+            excess = len(self._member_of) - 10 * self.settings.history
+            for old in list(itertools.islice(self._member_of, max(0, excess))):
+                del self._member_of[old]  # the oldest, as the picture forgets its alerts
             self.alert_changed(record)
         elif isinstance(item, AlertAction):
             self._action(item)

@@ -148,13 +148,14 @@ def listen(host: str, port: int, *, tries: int = 1) -> socket.socket:
 
 async def serve_alongside(server: ConsoleServer | None, service: Any) -> None:
     """Run ``service`` (an awaitable) and the console server together; when the service ends
-    the server stops (its connections closed) and this returns."""
+    the server stops (its connections closed) and this returns. A console that fails is
+    logged and the service goes on without it."""
     if server is None:
         await service
         return
     server.bind()
     async with asyncio.TaskGroup() as tasks:
-        console = tasks.create_task(server.run(), name="console")
+        console = tasks.create_task(_guarded(server), name="console")
         try:
             await service
         finally:
@@ -164,3 +165,11 @@ async def serve_alongside(server: ConsoleServer | None, service: Any) -> None:
                     await asyncio.shield(console)
             except TimeoutError:
                 console.cancel()
+
+
+async def _guarded(server: ConsoleServer) -> None:
+    try:
+        await server.run()
+    except Exception:  # the service must not end with its console
+        server.console.count("server_failed")
+        log.exception("console of %s %s failed; not served", server.console.role, server.console.id)
