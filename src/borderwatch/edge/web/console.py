@@ -8,10 +8,12 @@ operator actions; this class turns it into documents and frames.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -72,7 +74,7 @@ class Console:
         settings: WebSettings,
         frame: LocalFrame,
         *,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.role: Role = role
         self.id = service_id
@@ -406,12 +408,6 @@ def read_tile(path: Path, z: int, x: int, y: int, fmt: str) -> tuple[bytes, str]
     return bytes(row[0]), "image/jpeg" if fmt == "jpg" else "image/png"
 
 
-class _mbtiles:  # noqa: N801 (a small context manager, named like a function)
-    def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-
-    def __enter__(self) -> sqlite3.Connection:
-        return self.db
-
-    def __exit__(self, *exc: object) -> None:
-        self.db.close()
+def _mbtiles(path: Path) -> contextlib.closing[sqlite3.Connection]:
+    """The MBTiles file, read-only (a missing file is an error, not a new database)."""
+    return contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
