@@ -66,7 +66,10 @@ export class LiveLink {
       this.lastHeardAt = Date.now();
       let frame;
       try {
+        const began = performance.now();
         frame = JSON.parse(event.data);
+        this.parseMs = performance.now() - began;
+        this.frameBytes = event.data.length;
       } catch {
         this.handlers.onBad("not JSON");
         return;

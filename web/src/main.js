@@ -330,6 +330,12 @@ class ConsolePage {
       get draws() {
         return page.map.tracks.drawCount;
       },
+      get applyMs() {
+        return store.applyMs.slice();
+      },
+      get lastParse() {
+        return { ms: page.link.parseMs, chars: page.link.frameBytes };
+      },
       get drawMs() {
         return page.map.tracks.drawMs.slice();
       },

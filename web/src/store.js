@@ -140,6 +140,7 @@ export class Store {
     this.bad = 0;
     this.badReasons = {};
     this.trackFrames = [];
+    this.applyMs = [];
     this.lastFrameAt = 0;
     this.serverOffsetMs = 0;
   }
@@ -182,6 +183,7 @@ export class Store {
       this.rejected("tracks.features");
       return false;
     }
+    const began = performance.now();
     this.putTracks(features);
     if (Array.isArray(frame.removed)) {
       for (const id of frame.removed) this.tracks.delete(String(id));
@@ -192,6 +194,8 @@ export class Store {
       this.serverOffsetMs = frame.server_time * 1000 - now;
     }
     this.trackFrames.push(now);
+    this.applyMs.push(performance.now() - began);
+    if (this.applyMs.length > FRAME_LOG) this.applyMs.shift();
     if (this.trackFrames.length > FRAME_LOG) this.trackFrames.splice(0, this.trackFrames.length - FRAME_LOG);
     return true;
   }

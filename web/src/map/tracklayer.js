@@ -14,7 +14,7 @@ const LEADER_MAX_PX = 40;
 const LABEL_LIMIT = 150;
 
 export const TrackLayer = L.Canvas.extend({
-  options: { padding: 0.3, pane: "tracks" },
+  options: { padding: 0.15, pane: "tracks" },
 
   initialize(store, show, options) {
     L.Canvas.prototype.initialize.call(this, options);
