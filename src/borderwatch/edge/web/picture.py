@@ -489,7 +489,8 @@ class LivePicture:
             return
         done = [aid for aid, r in self.alerts.items() if not r.track_open][:excess]
         if len(done) < excess:
-            done += [aid for aid in self.alerts if aid not in set(done)][: excess - len(done)]
+            chosen = set(done)
+            done += [aid for aid in self.alerts if aid not in chosen][: excess - len(done)]
         for aid in done:
             record = self.alerts.pop(aid)
             ids = self._track_alerts.get(record.alert.track_id)
