@@ -296,3 +296,19 @@ def test_client_messages_are_parsed_or_refused_with_a_reason() -> None:
 def test_the_client_message_parser_never_raises(data: Any) -> None:
     result = parse_client_message(data)
     assert isinstance(result, ActMessage | PingMessage | str)
+
+
+def test_the_history_bound_forgets_closed_and_ended_alerts_first() -> None:
+    picture = LivePicture(history=10)
+    for k in range(1, 11):
+        picture.alert_event(alert("boat-1", k, (0.0, 0.0), T0 + k * SECOND, FRAME), wall=k)
+    picture.act("boat-1:5", "close", "ana", T0, wall=20.0)
+    first = picture.alerts["boat-1:7"].alert
+    ended = alert("boat-1", 7, (0.0, 0.0), T0 + 20 * SECOND, FRAME, previous=first, end=True)
+    picture.alert_event(ended, wall=21.0)
+    for k in (11, 12, 13):
+        picture.alert_event(alert("boat-1", k, (0.0, 0.0), T0 + k * SECOND, FRAME), wall=k)
+    kept = set(picture.alerts)
+    assert len(kept) == 10
+    # The closed and the ended alert went first, then the oldest open one.
+    assert kept == {f"boat-1:{k}" for k in (2, 3, 4, 6, 8, 9, 10, 11, 12, 13)}
