@@ -138,7 +138,7 @@ async def test_live_picture_of_nodes_and_centre_and_actions_reach_the_store(
     broker: str, tmp_path: Path
 ) -> None:
     scenario = load_scenario(resolve_scenario("joint-patrol-exercise"))
-    scenario = scenario.model_copy(update={"duration_s": 40.0})
+    scenario = scenario.model_copy(update={"duration_s": 60.0})
     sim = simulate(scenario)
     layout = node_sensors(sim.scenario)
     owner = {j: n for n, sensors in layout.items() for j in sensors}
@@ -184,11 +184,23 @@ async def test_live_picture_of_nodes_and_centre_and_actions_reach_the_store(
             ):
                 clock.begin()
                 feeder = tasks.create_task(
-                    feed(sim, broker, clock, owner, 40.0, lambda n: _taken(nodes[n]))
+                    feed(sim, broker, clock, owner, 60.0, lambda n: _taken(nodes[n]))
                 )
                 await check_live(http, c_http, n_http, cws, centre_frames, node_frames, centre)
                 await check_node_action_reaches_the_centre(http, n_http, node_console, centre)
                 await feeder
+                # One more centre alert, acknowledged: open, for the restart below.
+                await until(
+                    lambda: any(r.status == "open" for r in centre_console.picture.alerts.values()),
+                    "a second, open centre alert",
+                )
+                still_open = next(
+                    a for a, r in centre_console.picture.alerts.items() if r.status == "open"
+                )
+                ack = await http.post(
+                    f"{c_http}/api/alerts/{still_open}/acknowledge", json={"operator": "dee"}
+                )
+                assert ack.status_code == 200
         finally:
             await stopped(centre_server, centre_task)
             await stopped(node_server, node_task)
@@ -196,6 +208,50 @@ async def test_live_picture_of_nodes_and_centre_and_actions_reach_the_store(
                 each.stop()
             centre.stop()
             await asyncio.gather(*runs)
+    await check_restart_keeps_the_workflow(centre, sim, broker, tmp_path)
+
+
+async def check_restart_keeps_the_workflow(
+    before: Centre, sim: Any, broker: str, tmp_path: Path
+) -> None:
+    """A restarted centre's console shows the open centre alerts from the store, with their
+    operators' workflow (acknowledged, assigned); closed ones only in the history."""
+    centre = Centre(centre_config(sim, broker, tmp_path, SPEED))
+    console = CentreConsole(centre, WebSettings())
+    run = asyncio.create_task(centre.run())
+    server, task = await serving(console, WebSettings())
+    try:
+        await asyncio.wait_for(console.loaded.wait(), WAIT_S)
+        async with httpx.AsyncClient(timeout=WAIT_S) as http:
+            base = server.url.rstrip("/")
+            shown = AlertCollection.model_validate((await http.get(f"{base}/api/alerts")).json())
+            history = AlertHistory.model_validate(
+                (await http.get(f"{base}/api/alerts/history", params={"limit": 1000})).json()
+            )
+        assert centre.store is not None
+        stored = {v.alert_id: v for v in await centre.store.alerts(limit=1000)}
+        open_centre = {
+            a for a, v in stored.items() if a.startswith(f"{CENTRE_ID}:") and v.status != "closed"
+        }
+        assert open_centre
+        assert {f.id for f in shown.features} == open_centre
+        for feature in shown.features:
+            view = stored[feature.id]
+            assert feature.properties.status == view.status.value
+            assert feature.properties.acknowledged_by == view.acknowledged_by
+        assert "dee" in {f.properties.acknowledged_by for f in shown.features}
+        closed = {a for a, v in stored.items() if v.status.value == "closed"}
+        assert closed
+        assert not closed & {f.id for f in shown.features}
+        by_id = {a.alert_id: a for a in history.alerts}
+        for alert_id in closed:
+            assert by_id[alert_id].status == "closed"
+            assert [a.verb for a in by_id[alert_id].actions][-1] == "close"
+        assert before.centre_id == centre.centre_id
+    finally:
+        await stopped(server, task)
+        centre.stop()
+        await run
 
 
 async def check_live(

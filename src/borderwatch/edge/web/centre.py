@@ -24,7 +24,7 @@ from borderwatch.edge.centre import (
     Picture,
     ViewItem,
 )
-from borderwatch.edge.store import AlertView
+from borderwatch.edge.store import ActionRecord, AlertView
 from borderwatch.edge.web.console import ActOutcome, Console
 from borderwatch.edge.web.models import ActBody
 from borderwatch.edge.web.picture import AlertRecord, TrackRows, iso
@@ -44,6 +44,7 @@ class CentreConsole(Console):
         self.centre = centre
         self._picture: Picture | None = None
         self._member_of: dict[str, str] = {}  # node alert id -> centre alert id
+        self.loaded = asyncio.Event()  # the open alerts of the store are shown
         centre.views.append(self)
 
     # ------------------------------------------------------------------ the centre's view
@@ -158,10 +159,7 @@ class CentreConsole(Console):
         out = []
         for view in views:
             record = self._record_of(view)
-            record.actions = [
-                {"verb": a.action.value, "operator": a.operator, "time": iso(a.at), "note": a.note}
-                for a in await store.actions(view.alert_id)
-            ]
+            record.actions = _entries(await store.actions(view.alert_id))
             out.append(record.properties())
         return out
 
@@ -210,36 +208,38 @@ class CentreConsole(Console):
         return ActOutcome(200, alert, None)
 
     async def run(self) -> None:
-        """Load the open centre alerts from the store, then send frames until cancelled."""
-        await self._load_open_alerts()
-        await super().run()
+        """Send frames until cancelled; meanwhile load the open centre alerts from the store
+        once it is open (a restarted centre's console shows them)."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._load_open_alerts(), name="console-open-alerts")
+            await super().run()
 
     async def _load_open_alerts(self) -> None:
-        for _ in range(100):  # the store opens as the centre starts
-            if self.centre.store is not None:
-                break
+        while (store := self.centre.store) is None:  # it opens as the centre starts
             await asyncio.sleep(0.05)
-        store = self.centre.store
-        if store is None:
-            return
         try:
             views = await store.alerts(open_only=True, limit=self.settings.history)
-        except Exception as exc:  # the console starts without them
-            self.count("store")
-            log.error("console: open alerts not loaded: %s", exc)
-            return
-        prefix = f"{self.id}:"
-        now = self.wall()
-        for view in reversed(views):
-            if view.alert_id.startswith(prefix) and view.alert_id not in self.picture.alerts:
+            prefix = f"{self.id}:"
+            for view in reversed(views):
+                if not view.alert_id.startswith(prefix) or view.alert_id in self.picture.alerts:
+                    continue
                 record = self.picture.alert_event(view.latest, view.first_received_at.timestamp())
                 record.raised_at = view.first_time
-                self.picture.set_status(
-                    view.alert_id,
-                    status=view.status.value,
-                    acknowledged_by=view.acknowledged_by,
-                    assignee=view.assignee,
-                    closed_by=view.closed_by,
-                    action=None,
-                    wall=now,
-                )
+                record.status = view.status.value
+                record.acknowledged_by = view.acknowledged_by
+                record.assignee = view.assignee
+                record.closed_by = view.closed_by
+                record.actions = _entries(await store.actions(view.alert_id))
+        except Exception as exc:  # the console goes on without them
+            self.count("store")
+            log.error("console: open alerts not loaded from the store: %s", exc)
+        finally:
+            self.loaded.set()
+
+
+def _entries(actions: list[ActionRecord]) -> list[dict[str, Any]]:
+    """Stored operator actions as the console shows them."""
+    return [
+        {"verb": a.action.value, "operator": a.operator, "time": iso(a.at), "note": a.note}
+        for a in actions
+    ]
