@@ -295,7 +295,9 @@ async def check_live(
             assert all(f.properties.members for f in doc.features)
             assert max(len(f.properties.trail) for f in doc.features) <= 5
         UnitCollection.model_validate((await http.get(f"{base}/api/units")).json())
-        Health.model_validate((await http.get(f"{base}/api/health")).json())
+        health_doc = Health.model_validate((await http.get(f"{base}/api/health")).json())
+        assert health_doc.console.tracks >= 1
+        assert 0.0 < health_doc.console.frame_ms <= health_doc.console.frame_ms_max
         config = ConsoleConfig.model_validate((await http.get(f"{base}/api/config")).json())
         assert config.border.features
         assert {f["properties"]["kind"] for f in config.border.features} <= {"green", "blue"}

@@ -94,6 +94,8 @@ class Console:
             log_interval_s=settings.log_interval_s,
         )
         self.errors: dict[str, int] = {}
+        self.frame_ms = 0.0
+        self.frame_ms_max = 0.0
         self._tracks_dirty = False
         self._units_dirty = False
         self._layers: dict[str, Any] | None = None
@@ -199,6 +201,9 @@ class Console:
                 "frames_sent": stats.frames_sent,
                 "track_frames_dropped": stats.track_frames_dropped,
                 "clients_overflowed": stats.clients_overflowed,
+                "tracks": len(self.picture.track_json),
+                "frame_ms": round(self.frame_ms, 2),
+                "frame_ms_max": round(self.frame_ms_max, 2),
                 **self.extra_health(),
             },
         }
@@ -297,11 +302,15 @@ class Console:
 
     def tick(self) -> None:
         """Make and send the frames due now (tracks, units)."""
+        started = time.perf_counter()
         rows = self.track_rows() if self._tracks_dirty else None
         self._tracks_dirty = False
         if rows is not None:
             frame = self.picture.set_tracks(rows)
             self.hub.tracks(frame)
+            # Event-loop time of one tracks frame: the conversion, the features, the text.
+            self.frame_ms = 1e3 * (time.perf_counter() - started)
+            self.frame_ms_max = max(self.frame_ms_max, self.frame_ms)
         if self._units_dirty:
             self._units_dirty = False
             features = self.picture.unit_features()

@@ -200,6 +200,11 @@ class ConsoleHealth(_Doc):
     frames_sent: int
     track_frames_dropped: int = Field(description="Track frames a slow client skipped.")
     clients_overflowed: int = Field(description="Clients disconnected for an alert backlog.")
+    tracks: int = Field(description="Tracks in the latest frame.")
+    frame_ms: float = Field(
+        description="Event-loop time the latest tracks frame took (conversion, features, text)."
+    )
+    frame_ms_max: float = Field(description="The longest such time since the start, ms.")
     forwarded_pending: int = Field(default=0, description="Node actions not yet handed over.")
 
 
