@@ -537,6 +537,15 @@ async def test_bad_clients_are_answered_or_dropped_counted_and_no_alert_is_lost(
             ).status_code == 422
             assert missing.status_code == 404
 
+            # A page of another origin may not open the WebSocket (the browser names it).
+            with pytest.raises(websockets.InvalidStatus):
+                async with websockets.connect(ws_url, origin="http://evil.example"):  # type: ignore[arg-type]
+                    pass
+            assert errors()["origin"] == 1
+            host = base.removeprefix("http://")
+            async with websockets.connect(ws_url, origin=f"http://{host}") as same:  # type: ignore[arg-type]
+                assert json.loads(await same.recv())["type"] == "hello"
+
             # An oversized message closes that client's connection only (counted).
             async with websockets.connect(ws_url, max_size=None) as big:
                 await big.send("x" * 10_000)

@@ -11,6 +11,7 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
@@ -132,6 +133,13 @@ def create_app(console: Console, static_dir: Path = STATIC_DIR) -> FastAPI:
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
+        # A page of another site open in the operator's browser must not act on alerts: a
+        # browser names the page's origin, which must be this service (tools send none).
+        origin = websocket.headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != websocket.headers.get("host"):
+            console.hub.error("origin", "WebSocket from origin %r refused", origin[:100])
+            await websocket.close(code=1008)
+            return
         await console.hub.serve(websocket, console.greeting(), console.ws_act)
 
     return app
