@@ -10,7 +10,11 @@ go to the test's temporary folder and to build/test-screenshots/.
 from __future__ import annotations
 
 import json
+import math
 import shutil
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -40,8 +44,8 @@ if chromium_path() is None:
 ROOT = Path(__file__).resolve().parents[1]
 STATIC = ROOT / "src" / "borderwatch" / "edge" / "web" / "static"
 SHOTS = ROOT / "build" / "test-screenshots"
-#: Scenario seconds of the exercise (at 5x, about 44 s of wall clock): crossings from ~50 s on.
-DURATION_S = 220.0
+#: Scenario seconds of the exercise (at 5x, 38 s of wall clock): crossings from ~50 s on.
+DURATION_S = 190.0
 SPEED = 5.0
 OPERATOR = "officer-kovac"
 #: Longest wait for something the service produces, s of wall clock.
@@ -52,8 +56,6 @@ WAIT_MS = 30_000
 def console_built() -> None:
     """The page bundle, built with ``make web`` when it is missing."""
     if not (STATIC / "index.html").exists():
-        import subprocess
-
         subprocess.run(["make", "-C", str(ROOT), "web"], check=True)
 
 
@@ -429,4 +431,131 @@ def test_on_a_narrow_screen_the_list_folds_away(
         "() => getComputedStyle(document.getElementById('side')).transform === 'none'"
     )
     s.shot(tmp_path, "console-narrow")
+    s.close()
+
+
+# ----------------------------------------------------------------- a node with a local basemap
+
+RIVER = [[19.30, 44.180], [19.34, 44.190], [19.38, 44.185]]
+ZOOMS = range(11, 15)
+
+
+def _tile_xy(lon: float, lat: float, z: int) -> tuple[int, int]:
+    n = 2**z
+    x = int((lon + 180.0) / 360.0 * n)
+    y = int((1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n)
+    return x, y
+
+
+def _write_mbtiles(path: Path) -> int:
+    """Raster tiles (a dark grid, PNG) over the river at zooms 11-14; returns how many."""
+    import cv2
+    import numpy as np
+
+    tile = np.full((256, 256, 3), (40, 30, 20), dtype=np.uint8)
+    tile[::32, :] = (90, 70, 50)
+    tile[:, ::32] = (90, 70, 50)
+    ok, png = cv2.imencode(".png", tile)
+    assert ok
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE metadata (name TEXT, value TEXT)")
+    db.execute(
+        "CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, "
+        "tile_data BLOB)"
+    )
+    meta = {"name": "test", "format": "png", "minzoom": "11", "maxzoom": "14"}
+    meta["attribution"] = "test grid"
+    db.executemany("INSERT INTO metadata VALUES (?, ?)", list(meta.items()))
+    count = 0
+    for z in ZOOMS:
+        x0, y1 = _tile_xy(19.28, 44.17, z)
+        x1, y0 = _tile_xy(19.40, 44.20, z)
+        for x in range(x0 - 2, x1 + 3):
+            for y in range(y0 - 2, y1 + 3):
+                tms = 2**z - 1 - y
+                db.execute("INSERT INTO tiles VALUES (?, ?, ?, ?)", (z, x, tms, png.tobytes()))
+                count += 1
+    db.commit()
+    db.close()
+    return count
+
+
+@pytest.fixture(scope="module")
+def basemap_node(console_built: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``borderwatch node`` (no devices) serving its console with local GeoJSON and tiles."""
+    folder = tmp_path_factory.mktemp("basemap-node")
+    line = {"type": "LineString", "coordinates": RIVER}
+    border = {"type": "Feature", "properties": {"kind": "blue", "name": "Drina"}, "geometry": line}
+    (folder / "border.geojson").write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "borderwatch:frame": {"type": "wgs84"},
+                "features": [border],
+            }
+        )
+    )
+    water = [[19.30, 44.178], [19.38, 44.183], [19.38, 44.187], [19.30, 44.182], [19.30, 44.178]]
+    features = [
+        {"type": "Feature", "properties": {"layer": "water", "name": "Drina"},
+         "geometry": {"type": "Polygon", "coordinates": [water]}},
+        {"type": "Feature", "properties": {"layer": "road", "name": "M19"},
+         "geometry": {"type": "LineString", "coordinates": [[19.31, 44.20], [19.37, 44.17]]}},
+        {"type": "Feature", "properties": {"layer": "place", "name": "Zvornik"},
+         "geometry": {"type": "Point", "coordinates": [19.33, 44.195]}},
+    ]  # fmt: skip
+    (folder / "basemap.geojson").write_text(
+        json.dumps({"type": "FeatureCollection", "features": features})
+    )
+    _write_mbtiles(folder / "tiles.mbtiles")
+    (folder / "node.yaml").write_text(
+        "node_id: tiles-node\n"
+        "frame: {lat_deg: 44.185, lon_deg: 19.34, alt_m: 0}\n"
+        "border: border.geojson\n"
+        "devices: []\n"
+        "web: {basemap: [basemap.geojson], mbtiles: tiles.mbtiles}\n"
+    )
+    port = free_port()
+    with (folder / "node.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "borderwatch.cli", "node", "--config", str(folder / "node.yaml"),
+             "--http", f"127.0.0.1:{port}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "api/config", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((folder / "node.log").read_text()) from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_the_basemap_comes_from_local_files_and_the_service_tiles(
+    browser: Any, basemap_node: str, tmp_path: Path
+) -> None:
+    s = Session(browser, basemap_node)
+    tiles: list[tuple[str, int]] = []
+    s.page.on("response", lambda r: tiles.append((r.url, r.status)) if "/tiles/" in r.url else None)
+    page = s.open()
+    assert page.locator("#role").inner_text() == "node tiles-node"
+    page.wait_for_selector(".leaflet-tile-loaded")
+    page.wait_for_selector(".place-label:text('Zvornik')")
+    assert tiles, "no tile was asked for"
+    assert all(u.startswith(basemap_node + "tiles/") for u, _ in tiles), tiles
+    assert any(status == 200 for _, status in tiles)
+    assert "test grid" in page.locator(".leaflet-control-attribution").inner_text()
+    assert page.locator("#layers input[data-layer='tiles']").is_checked()
+    # the map opens on the whole border (about 6 km): a few native tiles, not an overzoomed one
+    assert page.evaluate("() => borderwatch.map.getZoom()") <= 14
+    s.shot(tmp_path, "console-basemap")
     s.close()

@@ -282,17 +282,19 @@ class ConsolePage {
       button.dataset.state = state;
       button.textContent = this.i18n.t(`sound.${state}`);
     };
-    let unlockedAt = 0;
+    // true during the gesture that first allowed audio: that tap on the button does not mute
+    let firstGesture = false;
     const unlock = () => {
-      if (!this.alarm.context) unlockedAt = Date.now();
+      firstGesture = !this.alarm.context;
       this.alarm.unlock();
     };
     // the first tap or key anywhere allows audio
     window.addEventListener("pointerdown", unlock, { capture: true });
     window.addEventListener("keydown", unlock, { capture: true });
     button.addEventListener("click", () => {
-      if (Date.now() - unlockedAt < 1000 || this.alarm.state === "locked") this.alarm.unlock();
+      if (firstGesture || this.alarm.state === "locked") this.alarm.unlock();
       else this.alarm.toggleMute();
+      firstGesture = false;
     });
     this.alarm.onChange(show);
     this.i18n.onChange(() => show(this.alarm.state));
