@@ -411,9 +411,12 @@ def test_malformed_frames_do_not_break_the_page_and_the_link_resyncs(
     routes[0].close(code=1011, reason="test")
     page.wait_for_selector("#banner:not([hidden])")
     assert not page.evaluate("() => borderwatch.connected")
+    faded = "() => getComputedStyle(document.querySelector('.leaflet-tracks-pane')).opacity"
+    assert float(page.evaluate(faded)) < 1.0
     s.shot(tmp_path, "console-link-lost")
     page.wait_for_function("() => borderwatch.connected", timeout=WAIT_MS)
     page.wait_for_selector("#banner", state="hidden")
+    assert float(page.evaluate(faded)) == 1.0
     assert len(routes) == 2
     page.wait_for_function(f"() => borderwatch.trackFrames.length > {frames + 1}", timeout=WAIT_MS)
     s.close()

@@ -47,6 +47,9 @@ export class AlertList {
     this.rows = new Map();
     this.busy = new Set();
     this.list.addEventListener("click", (event) => this.clicked(event));
+    this.list.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && event.target.matches("[data-alert-id]")) this.clicked(event);
+    });
     i18n.onChange(() => this.renderAll());
   }
 
