@@ -119,7 +119,7 @@ export class AlertList {
     );
     const facts = [t(`class.${alert.cls}`)];
     if (Number.isFinite(alert.pCross)) facts.push(t("alert.p", { p: alert.pCross.toFixed(2) }));
-    if (alert.direction) facts.push(t(`direction.${alert.direction}`));
+    if (alert.direction) facts.push(this.i18n.tOr(`direction.${alert.direction}`, alert.direction));
     if (alert.timeToCross !== null && alert.kind === "approach") {
       facts.push(t("alert.ttc", { s: Math.max(0, alert.timeToCross).toFixed(0) }));
     }

@@ -73,6 +73,11 @@ export class I18n {
     return text;
   }
 
+  /** The string for key, or fallback (not the key) when no language has it. */
+  tOr(key, fallback, vars) {
+    return key in this.strings || key in this.english ? this.t(key, vars) : fallback;
+  }
+
   /** Fills every element with data-i18n under root. */
   apply(root) {
     for (const el of root.querySelectorAll("[data-i18n]")) {
