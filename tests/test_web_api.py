@@ -806,3 +806,28 @@ def test_command_line_serves_the_console_and_stops_on_sigterm(
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_busy_or_bad_address_is_refused_before_the_node_starts(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "node.yaml"
+    config.write_text("node_id: boat-8\nframe: {lat_deg: 44.87, lon_deg: 19.42}\n")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for http, reason in [(f"127.0.0.1:{port}", "cannot listen"), ("nonsense", "HOST:PORT")]:
+            command = ["node", "--config", str(config), "--http", http]
+            done = subprocess.run(
+                [sys.executable, "-m", "borderwatch.cli", *command],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=WAIT_S,
+            )
+            assert done.returncode == 2
+            assert reason in done.stderr
+            assert "never awaited" not in done.stderr
+            assert "starting" not in done.stderr

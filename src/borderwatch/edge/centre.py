@@ -1302,7 +1302,7 @@ async def serve_centre(config: CentreConfig, *, http: str | None = None) -> Cent
             from borderwatch.edge.web.server import ConsoleServer, serve_alongside
 
             console = CentreConsole(centre, config.web or WebSettings())
-            await serve_alongside(ConsoleServer(console, address), centre.run())
+            await serve_alongside(ConsoleServer(console, address), centre.run)
     return centre
 
 

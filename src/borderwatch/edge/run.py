@@ -50,7 +50,7 @@ async def serve_node(
             else:
                 from borderwatch.edge.web.server import serve_alongside
 
-                await serve_alongside(server, node.run())
+                await serve_alongside(server, node.run)
     finally:
         if recorder is not None:
             recorder.close()

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,18 +146,29 @@ def listen(host: str, port: int, *, tries: int = 1) -> socket.socket:
     raise InputError(f"console: cannot listen on {host}:{port}: {error}")
 
 
-async def serve_alongside(server: ConsoleServer | None, service: Any) -> None:
-    """Run ``service`` (an awaitable) and the console server together; when the service ends
-    the server stops (its connections closed) and this returns. A console that fails is
-    logged and the service goes on without it."""
+async def serve_alongside(
+    server: ConsoleServer | None,
+    service: Callable[[], Awaitable[None]] | Coroutine[Any, Any, None],
+) -> None:
+    """Run the service (``service()``, or the coroutine given) and the console server
+    together; when the service ends the server stops (its connections closed) and this
+    returns. The address is taken first, so a busy one fails before the service starts; a
+    console that fails later is logged and the service goes on without it."""
+    if server is not None:
+        try:
+            server.bind()
+        except BaseException:
+            if isinstance(service, Coroutine):
+                service.close()  # never started
+            raise
+    work = service if isinstance(service, Coroutine) else service()
     if server is None:
-        await service
+        await work
         return
-    server.bind()
     async with asyncio.TaskGroup() as tasks:
         console = tasks.create_task(_guarded(server), name="console")
         try:
-            await service
+            await work
         finally:
             server.stop()
             try:
