@@ -49,9 +49,11 @@ class CentreStoreSettings(BaseModel):
         description="A batch of track messages is written as soon as it holds this many.",
     )
     process: bool = Field(
-        default=True,
+        default=False,
         description="Run the store in a process of its own, so the database work never holds "
-        "up the centre's event loop (false: in a worker thread of the centre's process).",
+        "the centre's interpreter (false: in a worker thread of the centre's process). Off by "
+        "default: on a 2-core machine, moving each alert and track across the process boundary "
+        "cost more than it saved (docs/centre.md).",
     )
 
 
