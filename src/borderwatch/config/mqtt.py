@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from borderwatch.config.urls import host_port_url
+
 #: Default ports of the two URL schemes.
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
@@ -171,17 +173,7 @@ class MqttSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _broker_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in DEFAULT_PORTS:
-            raise ValueError(f"{url!r}: the scheme must be mqtt:// or mqtts://")
-        if not parts.hostname:
-            raise ValueError(f"{url!r}: a host is needed, e.g. mqtt://127.0.0.1:1883")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError(f"{url!r}: only mqtt://host:port, without a path or topic")
-        try:
-            parts.port  # noqa: B018  (urlsplit parses the port lazily; this raises if it is bad)
-        except ValueError as exc:
-            raise ValueError(f"{url!r}: {exc}") from None
+        host_port_url(url, DEFAULT_PORTS, "mqtt://127.0.0.1:1883")
         return url
 
     @property

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from borderwatch.config.urls import host_port_url
+
 #: Schemes of an output's URL.
 TAK_SCHEMES = ("udp", "tcp", "tls")
 
@@ -121,19 +123,7 @@ class TakOutputSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _tak_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in TAK_SCHEMES:
-            raise ValueError(f"{url!r}: the scheme must be udp://, tcp:// or tls://")
-        if not parts.hostname:
-            raise ValueError(f"{url!r}: a host is needed, e.g. udp://192.168.1.20:4242")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError(f"{url!r}: only scheme://host:port, without a path")
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise ValueError(f"{url!r}: {exc}") from None
-        if port is None:
-            raise ValueError(f"{url!r}: a port is needed, e.g. tls://tak.example:8089")
+        host_port_url(url, TAK_SCHEMES, "tls://tak.example:8089", port_required=True)
         return url
 
     @model_validator(mode="after")
