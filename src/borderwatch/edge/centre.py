@@ -77,6 +77,7 @@ from borderwatch.edge.mqtt import (
     Publication,
     _payload_bytes,
     _properties,
+    raise_if_cancelled,
     topic_level,
     topics,
 )
@@ -739,6 +740,7 @@ class Centre:
         except ValueError as exc:  # paho refuses a malformed (response) topic
             self.stats.dropped_outgoing += 1
             log.warning("centre: not published to %r: %s", item.pub.topic, exc)
+        raise_if_cancelled()
 
     def _queue(self, item: _Outgoing) -> None:
         if len(self._outgoing) >= self.config.intake.outgoing:

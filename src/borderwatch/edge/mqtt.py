@@ -239,6 +239,21 @@ def pli_publication(position: Detection) -> Publication:
     return Publication(topics.pli(position.provenance.node_id), _json(position), retain=True)
 
 
+def raise_if_cancelled() -> None:
+    """Raise ``CancelledError`` when the current task has been asked to stop.
+
+    On Python 3.11, ``asyncio.wait_for`` (with which aiomqtt awaits a publication's
+    acknowledgement) can return the result and drop a cancellation that arrives as the
+    acknowledgement does; a sending loop would then go back to waiting for work and never end,
+    and neither would the service's shutdown. Call it after each acknowledged publication, in
+    tasks that own no TaskGroup (on 3.11 a TaskGroup can leave a cancellation count behind on
+    the task that owns it after a child failed).
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _properties(packet: int, *, json_payload: bool, correlation: bytes | None = None) -> Properties:
     props = Properties(packet)  # type: ignore[no-untyped-call]
     if json_payload:
@@ -656,6 +671,7 @@ class MqttOutput:
         await self._send(client, Publication(item.topic, item.payload, item.retain))
         acked.append(item)
         self.stats.outbox_published += 1
+        raise_if_cancelled()
 
     async def _send_live(self, client: aiomqtt.Client) -> None:
         """Publish the latest health and position messages; older ones are skipped."""
@@ -668,6 +684,7 @@ class MqttOutput:
                 self.stats.live_published += 1
                 if self._live.get(topic) is pub:  # not replaced while it was in flight
                     del self._live[topic]
+                raise_if_cancelled()
 
     # ------------------------------------------------------------------------ commands
 
