@@ -61,14 +61,13 @@ from borderwatch.edge.node import Node
 from borderwatch.edge.outbox import Outbox
 from borderwatch.edge.store import AlertStore
 from borderwatch.errors import BorderwatchError, ConfigError
-from borderwatch.fusion.outputs import AlertEvent, AlertKind
+from borderwatch.fusion.frames import LocalFrame
+from borderwatch.fusion.outputs import AlertEvent, AlertKind, TrackTable
 from borderwatch.schema import (
     Alert,
     Envelope,
     MessageError,
     Publisher,
-    Track,
-    TrackStatus,
     batch_to_detections,
     parse_message,
 )
@@ -280,26 +279,41 @@ def _host_port(url: str) -> tuple[str, int]:
 
 @dataclass(slots=True)
 class _Recorder:
-    """A node output keeping what the node raised: its alerts and compact track rows
-    ``(t_s, track_id, lat_deg, lon_deg, vx_mps, vy_mps)``, ``t_s`` in scenario seconds."""
+    """A node output keeping what the node raised: its alerts, and compact rows
+    ``(t_s, track_id, lat_deg, lon_deg, vx_mps, vy_mps)`` of every confirmed track at each
+    report interval (``t_s`` in scenario seconds). The rows are the node's own picture, as its
+    console shows it, not only the dead-reckoned summaries it sends over the radio: those
+    leave out a track whose prediction still holds, and a picture scored from them would miss
+    it. :meth:`attach` tells it the node's plane and time axis."""
 
     start: datetime
+    node_id: str
     name: str = "exercise"
     alerts: list[Alert] = field(default_factory=list)
     rows: list[tuple[float, str, float, float, float, float]] = field(default_factory=list)
     tracks_now: int = 0
-    _last_t: float = -math.inf
+    _frame: LocalFrame | None = None
+    _offset_s: float = 0.0
+
+    def attach(self, node: Node) -> None:
+        self._frame = node.frame
+        self._offset_s = (node.epoch - self.start).total_seconds()
 
     async def publish(self, message: Envelope) -> None:
         if isinstance(message, Alert):
             self.alerts.append(message)
-        elif isinstance(message, Track) and message.status is not TrackStatus.ENDED:
-            t = (message.time - self.start).total_seconds()
-            if t != self._last_t:
-                self._last_t, self.tracks_now = t, 0
-            self.tracks_now += 1
-            p, v = message.position, message.velocity
-            self.rows.append((t, message.track_id, p.lat_deg, p.lon_deg, v.vx_mps, v.vy_mps))
+
+    def show_tracks(self, table: TrackTable) -> None:
+        assert self._frame is not None, "attach() the node first"
+        self.tracks_now = len(table)
+        if not len(table):
+            return
+        t = table.t + self._offset_s
+        latlon = self._frame.to_wgs84(table.x[:, :2])
+        self.rows.extend(
+            (t, f"{self.node_id}:{int(n)}", float(ll[0]), float(ll[1]), float(x[2]), float(x[3]))
+            for n, ll, x in zip(table.track_id, latlon, table.x, strict=True)
+        )
 
 
 # ----------------------------------------------------------------------------------- console
@@ -626,7 +640,7 @@ async def _run(
     async with mqtt_broker(broker_url) as url:
         clock = ExerciseClock(float(int(time.time())), speed)
         start = datetime.fromtimestamp(clock.start, UTC)
-        recorders = {n: _Recorder(start) for n in layout}
+        recorders = {n: _Recorder(start, n) for n in layout}
         outboxes = {n: out_dir / f"{n}-outbox.sqlite3" for n in layout}
         for path in outboxes.values():  # a fresh outbox: nothing of an earlier run is sent
             for stale in path.parent.glob(path.name + "*"):
@@ -642,6 +656,8 @@ async def _run(
             )
             for n, sensors in layout.items()
         }
+        for n, node in nodes.items():
+            recorders[n].attach(node)
         centre_cfg = centre_config(sim, url, out_dir, speed)
         (out_dir / "centre.db").unlink(missing_ok=True)
         centre = Centre(centre_cfg, clock=clock)
