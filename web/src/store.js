@@ -201,11 +201,7 @@ export class Store {
   }
 
   putTracks(features) {
-    for (const feature of features) {
-      const track = trackFrom(feature);
-      if (track) this.tracks.set(track.id, track);
-      else this.rejected("track");
-    }
+    this.putAll(this.tracks, features, trackFrom, "track");
   }
 
   applyUnits(frame) {
@@ -219,10 +215,15 @@ export class Store {
   }
 
   putUnits(features) {
+    this.putAll(this.units, features, unitFrom, "unit");
+  }
+
+  /** Keeps each feature that `convert` accepts in `into` by id; counts the others. */
+  putAll(into, features, convert, what) {
     for (const feature of features) {
-      const unit = unitFrom(feature);
-      if (unit) this.units.set(unit.id, unit);
-      else this.rejected("unit");
+      const item = convert(feature);
+      if (item) into.set(item.id, item);
+      else this.rejected(what);
     }
   }
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from borderwatch.config.urls import host_port_url
+from borderwatch.config.urls import host_port_url, url_host
 
 #: Default ports of the two URL schemes.
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
@@ -179,9 +179,7 @@ class MqttSettings(BaseModel):
     @property
     def host(self) -> str:
         """Broker host name or address."""
-        host = urlsplit(self.url).hostname
-        assert host is not None  # checked by the validator
-        return host
+        return url_host(self.url)
 
     @property
     def port(self) -> int:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from borderwatch.config.urls import host_port_url
+from borderwatch.config.urls import host_port_url, url_host
 
 #: Schemes of an output's URL.
 TAK_SCHEMES = ("udp", "tcp", "tls")
@@ -143,9 +143,7 @@ class TakOutputSettings(BaseModel):
     @property
     def host(self) -> str:
         """Host name or address of the destination."""
-        host = urlsplit(self.url).hostname
-        assert host is not None  # checked by the validator
-        return host
+        return url_host(self.url)
 
     @property
     def port(self) -> int:

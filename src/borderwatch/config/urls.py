@@ -27,3 +27,11 @@ def host_port_url(
     if port_required and port is None:
         raise ValueError(f"{url!r}: a port is needed, e.g. {example}")
     return parts
+
+
+def url_host(url: str) -> str:
+    """The host of an address :func:`host_port_url` accepted."""
+    host = urlsplit(url).hostname
+    if host is None:
+        raise ValueError(f"{url!r}: no host")
+    return host

@@ -6,7 +6,7 @@ The server builds the hot documents (tracks) as text for speed; these models des
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -17,11 +17,30 @@ class _Doc(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+P = TypeVar("P", bound=BaseModel)
+
+
 class Point(_Doc):
     """A GeoJSON Point, ``[lon, lat]`` in degrees (WGS-84)."""
 
     type: Literal["Point"] = "Point"
     coordinates: tuple[float, float] = Field(description="[lon, lat], degrees.")
+
+
+class Feature(_Doc, Generic[P]):
+    """A GeoJSON Feature: a Point with an id and the properties of its kind."""
+
+    type: Literal["Feature"] = "Feature"
+    id: str = Field(description="The track, node or alert id.")
+    geometry: Point
+    properties: P
+
+
+class FeatureCollection(_Doc, Generic[P]):
+    """A GeoJSON FeatureCollection of one kind of feature."""
+
+    type: Literal["FeatureCollection"] = "FeatureCollection"
+    features: list[Feature[P]]
 
 
 class Ellipse(_Doc):
@@ -74,20 +93,10 @@ class TrackProperties(_Doc):
     alert_ids: list[str] = Field(description="Open alerts on this track.")
 
 
-class TrackFeature(_Doc):
-    """A track as a GeoJSON Feature (id = track_id)."""
-
-    type: Literal["Feature"] = "Feature"
-    id: str = Field(description="The track id.")
-    geometry: Point
-    properties: TrackProperties
-
-
-class TrackCollection(_Doc):
-    """Every track."""
-
-    type: Literal["FeatureCollection"] = "FeatureCollection"
-    features: list[TrackFeature]
+TrackFeature = Feature[TrackProperties]
+"""A track as a GeoJSON Feature (id = track_id)."""
+TrackCollection = FeatureCollection[TrackProperties]
+"""Every track."""
 
 
 class UnitProperties(_Doc):
@@ -101,20 +110,10 @@ class UnitProperties(_Doc):
     self_: bool = Field(alias="self", description="This service's own platform (a node).")
 
 
-class UnitFeature(_Doc):
-    """A unit as a GeoJSON Feature (id = node_id)."""
-
-    type: Literal["Feature"] = "Feature"
-    id: str
-    geometry: Point
-    properties: UnitProperties
-
-
-class UnitCollection(_Doc):
-    """Own units with a known position."""
-
-    type: Literal["FeatureCollection"] = "FeatureCollection"
-    features: list[UnitFeature]
+UnitFeature = Feature[UnitProperties]
+"""A unit as a GeoJSON Feature (id = node_id)."""
+UnitCollection = FeatureCollection[UnitProperties]
+"""Own units with a known position."""
 
 
 class Action(_Doc):
@@ -162,20 +161,10 @@ class AlertProperties(_Doc):
     )
 
 
-class AlertFeature(_Doc):
-    """An alert as a GeoJSON Feature at its latest position (id = alert_id)."""
-
-    type: Literal["Feature"] = "Feature"
-    id: str
-    geometry: Point
-    properties: AlertProperties
-
-
-class AlertCollection(_Doc):
-    """Current alerts: not closed, or closed less than ten minutes ago; newest first."""
-
-    type: Literal["FeatureCollection"] = "FeatureCollection"
-    features: list[AlertFeature]
+AlertFeature = Feature[AlertProperties]
+"""An alert as a GeoJSON Feature at its latest position (id = alert_id)."""
+AlertCollection = FeatureCollection[AlertProperties]
+"""Current alerts: not closed, or closed less than ten minutes ago; newest first."""
 
 
 class AlertHistory(_Doc):
